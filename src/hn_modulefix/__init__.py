@@ -1,0 +1,46 @@
+"""Objects defined in a script unpickle in every worker process, wherever the script was
+imported from.
+
+The start-up hook imports this package in every interpreter where a manifest is active,
+so nothing is imported here eagerly: each public name loads its module on first use.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BundleError",
+    "ManifestError",
+    "__version__",
+    "bundle",
+    "install",
+    "uninstall",
+]
+
+_LAZY = {
+    "BundleError": "hn_modulefix._bundle",
+    "bundle": "hn_modulefix._bundle",
+    "ManifestError": "hn_modulefix._manifest",
+    "install": "hn_modulefix._finder",
+    "uninstall": "hn_modulefix._finder",
+}
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from hn_modulefix._bundle import BundleError, bundle
+    from hn_modulefix._finder import install, uninstall
+    from hn_modulefix._manifest import ManifestError
+
+
+def __getattr__(name: str) -> object:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError("module 'hn_modulefix' has no attribute %r" % (name,))
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> "list[str]":
+    return sorted(set(globals()) | set(__all__))

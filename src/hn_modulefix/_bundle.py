@@ -1,0 +1,295 @@
+"""The bundler: copy scripts and their local import closure into a directory + manifest.
+
+A module is *local* when it is found in one of the script's search roots (its own
+directory, where ``modal run scripts/x.py`` puts it on sys.path, and the project root,
+where ``modal run -m scripts.x`` or ``python -m`` put it) and its file lies outside the
+standard library and site-packages.  Imports are read from the source with `ast`, never
+executed: top level, inside functions, relative, and `importlib.import_module("literal")`.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+from hn_modulefix._manifest import MANIFEST_NAME, Source, dump, is_module_name, sha256_bytes
+
+PathLike = Union[str, "os.PathLike[str]"]
+MODULES_DIR = "modules"
+
+
+class BundleError(Exception):
+    """A bundle cannot be made: names the script or module and what is wrong."""
+
+
+class _Local:
+    """A local file and the names it is importable under."""
+
+    __slots__ = ("path", "package", "names")
+
+    def __init__(self, path: str, package: bool) -> None:
+        self.path = path
+        self.package = package
+        self.names: set[str] = set()
+
+
+def _installed_dirs() -> tuple[str, ...]:
+    import site
+
+    dirs = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs.update(site.getsitepackages())
+    dirs.add(site.getusersitepackages())
+    dirs.update(p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages"))
+    return tuple(os.path.realpath(d) + os.sep for d in dirs if d)
+
+
+def _is_identifier_path(parts: Sequence[str]) -> bool:
+    return all(p.isidentifier() for p in parts)
+
+
+def _names_for(path: str, package: bool, roots: Sequence[str]) -> list[str]:
+    """Every dotted name under which `path` is importable from one of `roots`."""
+    stem_path = os.path.dirname(path) if package else os.path.splitext(path)[0]
+    names = []
+    for root in roots:
+        rel = os.path.relpath(stem_path, root)
+        if rel == "." or rel.startswith(os.pardir):
+            continue
+        name = ".".join(rel.split(os.sep))
+        if is_module_name(name):
+            names.append(name)
+    return names
+
+
+def _locate(name: str, roots: Sequence[str]) -> list[tuple[str, bool]]:
+    """Files to ship for importing `name` from `roots`: every regular package on the
+    way and the module itself, following the order the path finder searches in."""
+    parts = name.split(".")
+    for root in roots:
+        found = []
+        directory = root
+        for i, part in enumerate(parts):
+            candidate = os.path.join(directory, part)
+            init = os.path.join(candidate, "__init__.py")
+            if os.path.isfile(init):
+                found.append((init, True))
+                directory = candidate
+            elif i < len(parts) - 1 and os.path.isdir(candidate):
+                directory = candidate  # namespace portion: nothing to ship for it
+            elif i == len(parts) - 1 and os.path.isfile(candidate + ".py"):
+                found.append((candidate + ".py", False))
+            elif i == len(parts) - 1 and os.path.isdir(candidate):
+                pass  # a namespace package itself: nothing to ship
+            else:
+                break
+        else:
+            return found
+    return []
+
+
+def _imported_names(tree: ast.AST, package: str) -> set[str]:
+    """Module names an AST may import; `package` resolves relative imports."""
+    names: set[str] = set()
+
+    def add(dotted: str) -> None:
+        parts = dotted.split(".")
+        names.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base_parts = package.split(".") if package else []
+                if node.level - 1 > len(base_parts) or not package:
+                    continue  # would fail at run time too
+                base = ".".join(base_parts[: len(base_parts) - (node.level - 1)])
+                module = base + "." + node.module if node.module else base
+            else:
+                module = node.module or ""
+            if not module:
+                continue
+            add(module)
+            for alias in node.names:
+                if alias.name != "*":
+                    names.add(module + "." + alias.name)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            literal = node.args[0].value
+            if called in ("import_module", "__import__") and isinstance(literal, str) and not literal.startswith("."):
+                add(literal)
+    return {n for n in names if is_module_name(n)}
+
+
+def _search_roots(script: str, project_root: str) -> list[str]:
+    script_dir = os.path.dirname(script)
+    roots = [script_dir]
+    if (script_dir + os.sep).startswith(project_root + os.sep):
+        roots.append(project_root)
+    else:
+        # Outside the project root, the script is also importable as a member of the
+        # regular packages that enclose it.
+        top = script_dir
+        while os.path.isfile(os.path.join(top, "__init__.py")):
+            top = os.path.dirname(top)
+        roots.append(top)
+    return list(dict.fromkeys(roots))
+
+
+def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) -> dict[str, _Local]:
+    installed = _installed_dirs()
+    found: dict[str, _Local] = {}
+    queue: list[tuple[str, list[str]]] = []
+
+    def add(path: str, package: bool, roots: list[str]) -> None:
+        real = os.path.realpath(path)
+        if real.startswith(installed):
+            return
+        local = found.get(path)
+        if local is None:
+            local = found[path] = _Local(path, package)
+            queue.append((path, roots))
+        local.names.update(_names_for(path, package, roots))
+        # Importing a dotted name runs every enclosing regular package's __init__ first.
+        for root in roots:
+            directory = os.path.dirname(os.path.dirname(path) if package else path)
+            while (directory + os.sep).startswith(root + os.sep) and directory != root:
+                init = os.path.join(directory, "__init__.py")
+                if os.path.isfile(init) and init not in found:
+                    add(init, True, roots)
+                directory = os.path.dirname(directory)
+
+    for script in scripts:
+        roots = _search_roots(script, project_root)
+        add(script, False, roots)
+        for extra in include:
+            for path, package in _locate(extra, roots):
+                add(path, package, roots)
+    for extra in include:
+        if not any(found[p].names & {extra} for p in found):
+            raise BundleError("--include %r: no local module of that name next to the scripts or in %s"
+                              % (extra, project_root))
+
+    while queue:
+        path, roots = queue.pop()
+        local = found[path]
+        try:
+            with open(path, "rb") as f:
+                tree = ast.parse(f.read(), filename=path)
+        except SyntaxError as exc:
+            raise BundleError("%s:%s: syntax error: %s" % (path, exc.lineno, exc.msg)) from exc
+        except OSError as exc:
+            raise BundleError("cannot read %s: %s" % (path, exc.strerror or exc)) from exc
+        packages = {n if local.package else n.rpartition(".")[0] for n in local.names} or {""}
+        for package in sorted(packages):
+            for name in sorted(_imported_names(tree, package)):
+                for dep_path, dep_package in _locate(name, roots):
+                    add(dep_path, dep_package, roots)
+        if local.package:
+            # Submodules of a local package ship with it: packages load plugins by name.
+            directory = os.path.dirname(path)
+            for entry in sorted(os.listdir(directory)):
+                full = os.path.join(directory, entry)
+                stem, ext = os.path.splitext(entry)
+                if ext == ".py" and entry != "__init__.py" and stem.isidentifier():
+                    add(full, False, roots)
+                elif entry.isidentifier() and os.path.isfile(os.path.join(full, "__init__.py")):
+                    add(os.path.join(full, "__init__.py"), True, roots)
+    return found
+
+
+def _drop_ambiguous(found: dict[str, _Local]) -> None:
+    claims: dict[str, list[str]] = {}
+    for path, local in found.items():
+        for name in local.names:
+            claims.setdefault(name, []).append(path)
+    for name, paths in sorted(claims.items()):
+        if len(paths) > 1:
+            warnings.warn("hn_modulefix: module name %r fits %s; it is left out of the bundle"
+                          % (name, " and ".join(sorted(paths))), stacklevel=3)
+            for path in paths:
+                found[path].names.discard(name)
+    for path, local in found.items():
+        if not local.names:
+            raise BundleError("%s: every name it is importable under is ambiguous; bundle the "
+                              "scripts separately or give --root" % path)
+
+
+def _relpath_for(local: _Local) -> str:
+    # The longest name is the most qualified and unique: lay the file out by it.
+    name = max(sorted(local.names), key=lambda n: n.count("."))
+    parts = name.split(".")
+    leaf = parts + ["__init__.py"] if local.package else parts[:-1] + [parts[-1] + ".py"]
+    return "/".join([MODULES_DIR] + leaf)
+
+
+def _replace_dir(staging: str, out: str) -> None:
+    """Move the finished bundle into place; an earlier bundle there is replaced whole, so
+    no stale module outlives a re-bundle, and anything else there is left alone."""
+    if os.path.lexists(out):
+        if not os.path.isdir(out) or (os.listdir(out) and not os.path.isfile(os.path.join(out, MANIFEST_NAME))):
+            raise BundleError("%s exists and is not an hn_modulefix bundle; refusing to replace it" % out)
+        trash = tempfile.mkdtemp(prefix=".hn_modulefix-old-", dir=os.path.dirname(out))
+        os.rename(out, os.path.join(trash, "old"))
+        os.rename(staging, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(staging, out)
+
+
+def bundle(*scripts: PathLike, out: PathLike, root: PathLike | None = None,
+           include: Iterable[str] = ()) -> Path:
+    """Copy `scripts` and their local import closure into `out`; return the manifest path.
+
+    `root` is the project root (default: the current directory), from which scripts are
+    also importable by dotted name (``scripts.pipeline``).  `include` adds modules that
+    are imported in ways the source does not show, by dotted name.
+    """
+    if not scripts:
+        raise BundleError("no script given")
+    project_root = os.path.realpath(os.fspath(root) if root is not None else os.getcwd())
+    script_paths = []
+    for script in scripts:
+        path = os.path.realpath(os.fspath(script))
+        if not os.path.isfile(path) or not path.endswith(".py"):
+            raise BundleError("%s: not a Python source file" % os.fspath(script))
+        script_paths.append(path)
+    extra = list(include)
+    for name in extra:
+        if not is_module_name(name):
+            raise BundleError("--include %r is not a dotted module name" % (name,))
+    found = _collect(script_paths, project_root, extra)
+    _drop_ambiguous(found)
+
+    out_path = os.path.abspath(os.fspath(out))
+    parent = os.path.dirname(out_path)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".hn_modulefix-new-", dir=parent)
+    try:
+        sources = []
+        for path, local in sorted(found.items(), key=lambda item: sorted(item[1].names)):
+            with open(path, "rb") as f:
+                data = f.read()
+            relpath = _relpath_for(local)
+            target = os.path.join(staging, *relpath.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(data)
+            names = tuple(sorted(local.names, key=lambda n: (n.count("."), n)))
+            sources.append(Source(names, relpath, target, sha256_bytes(data), local.package))
+        with open(os.path.join(staging, MANIFEST_NAME), "w", encoding="utf-8") as f:
+            f.write(dump(sources))
+        _replace_dir(staging, out_path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Path(out_path, MANIFEST_NAME)
