@@ -1,0 +1,150 @@
+"""The bundler: what ships, under which names, and how the CLI reports it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from _support import clean_env, run
+from hn_modulefix import BundleError, bundle
+
+
+def write(path: Path, text: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def listing(manifest: Path) -> dict[str, list[str]]:
+    data = json.loads(manifest.read_text())
+    return {entry["path"]: entry["names"] for entry in data["modules"]}
+
+
+def test_script_siblings_packages_and_hidden_imports_ship(tmp_path: Path) -> None:
+    p = tmp_path / "proj"
+    write(p / "scripts" / "pipeline.py",
+          "import json, os\nimport daft\nfrom helpers import f\nimport mylib.sub\n"
+          "def later():\n    import lazy\n    import importlib\n    importlib.import_module('dynamic')\n")
+    write(p / "scripts" / "helpers.py", "from . import nothing_relative_at_top_level\nimport deep.deeper\ndef f(): pass\n")
+    write(p / "scripts" / "lazy.py")
+    write(p / "scripts" / "dynamic.py")
+    write(p / "scripts" / "unused.py")
+    write(p / "scripts" / "deep" / "deeper.py", "from .. import lazy\n")  # namespace dir, relative import
+    write(p / "mylib" / "__init__.py", "from .sub import g\n")
+    write(p / "mylib" / "sub.py", "from . import other\ndef g(): pass\n")
+    write(p / "mylib" / "other.py")
+    write(p / "mylib" / "plugins" / "__init__.py")
+    write(p / "mylib" / "plugins" / "extra.py")
+    manifest = bundle(p / "scripts" / "pipeline.py", out=tmp_path / "out", root=p)
+    assert manifest == tmp_path / "out" / "manifest.json"
+    assert listing(manifest) == {
+        "modules/scripts/pipeline.py": ["pipeline", "scripts.pipeline"],
+        "modules/scripts/helpers.py": ["helpers", "scripts.helpers"],
+        "modules/scripts/lazy.py": ["lazy", "scripts.lazy"],
+        "modules/scripts/dynamic.py": ["dynamic", "scripts.dynamic"],
+        "modules/scripts/deep/deeper.py": ["deep.deeper", "scripts.deep.deeper"],
+        "modules/mylib/__init__.py": ["mylib"],
+        "modules/mylib/sub.py": ["mylib.sub"],
+        "modules/mylib/other.py": ["mylib.other"],
+        "modules/mylib/plugins/__init__.py": ["mylib.plugins"],
+        "modules/mylib/plugins/extra.py": ["mylib.plugins.extra"],
+    }
+    data = json.loads(manifest.read_text())
+    for entry in data["modules"]:
+        shipped = manifest.parent / entry["path"]
+        assert hashlib.sha256(shipped.read_bytes()).hexdigest() == entry["sha256"]
+        assert entry["package"] == entry["path"].endswith("__init__.py")
+
+
+def test_standard_library_and_site_packages_never_ship(tmp_path: Path) -> None:
+    p = tmp_path / "proj"
+    write(p / "job.py", "import json, os.path, email.mime.text, cloudpickle, daft, pytest\n")
+    assert listing(bundle(p / "job.py", out=tmp_path / "out", root=p)) == {"modules/job.py": ["job"]}
+
+
+def test_local_module_shadowing_the_standard_library_ships(tmp_path: Path) -> None:
+    # With the script's directory first on sys.path, this file *is* what `import queue` gets.
+    p = tmp_path / "proj"
+    write(p / "job.py", "import queue\n")
+    write(p / "queue.py")
+    assert set(listing(bundle(p / "job.py", out=tmp_path / "out", root=p))) == {"modules/job.py", "modules/queue.py"}
+
+
+def test_script_outside_the_root_is_named_by_its_enclosing_packages(tmp_path: Path) -> None:
+    write(tmp_path / "elsewhere" / "pkg" / "__init__.py")
+    write(tmp_path / "elsewhere" / "pkg" / "job.py")
+    manifest = bundle(tmp_path / "elsewhere" / "pkg" / "job.py", out=tmp_path / "out", root=tmp_path / "proj")
+    assert listing(manifest)["modules/pkg/job.py"] == ["job", "pkg.job"]
+    assert listing(manifest)["modules/pkg/__init__.py"] == ["pkg"]
+
+
+def test_rebundling_replaces_the_old_bundle_whole(tmp_path: Path) -> None:
+    p = tmp_path / "proj"
+    write(p / "job.py", "import old_helper\n")
+    write(p / "old_helper.py")
+    bundle(p / "job.py", out=tmp_path / "out", root=p)
+    write(p / "job.py", "\n")
+    manifest = bundle(p / "job.py", out=tmp_path / "out", root=p)
+    assert listing(manifest) == {"modules/job.py": ["job"]}
+    assert not (tmp_path / "out" / "modules" / "old_helper.py").exists()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["out", "proj"]  # no staging left over
+
+
+def test_refuses_to_replace_a_directory_that_is_not_a_bundle(tmp_path: Path) -> None:
+    write(tmp_path / "proj" / "job.py")
+    write(tmp_path / "precious" / "thesis.tex", "years of work")
+    with pytest.raises(BundleError, match="precious exists and is not an hn_modulefix bundle"):
+        bundle(tmp_path / "proj" / "job.py", out=tmp_path / "precious", root=tmp_path / "proj")
+    assert (tmp_path / "precious" / "thesis.tex").read_text() == "years of work"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["precious", "proj"]
+
+
+def test_syntax_error_in_the_closure_names_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path / "job.py", "import helper\n")
+    write(tmp_path / "helper.py", "ok = 1\ndef broken(:\n")
+    with pytest.raises(BundleError, match=r"helper\.py:2: syntax error"):
+        bundle(tmp_path / "job.py", out=tmp_path / "out", root=tmp_path)
+
+
+def test_not_a_python_file(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="missing.py: not a Python source file"):
+        bundle(tmp_path / "missing.py", out=tmp_path / "out")
+
+
+def test_ambiguous_short_names_are_dropped_with_a_warning(tmp_path: Path) -> None:
+    write(tmp_path / "a" / "run.py")
+    write(tmp_path / "b" / "run.py")
+    with pytest.warns(UserWarning, match="module name 'run' fits .* it is left out"):
+        manifest = bundle(tmp_path / "a" / "run.py", tmp_path / "b" / "run.py", out=tmp_path / "out", root=tmp_path)
+    assert listing(manifest) == {"modules/a/run.py": ["a.run"], "modules/b/run.py": ["b.run"]}
+
+
+def test_include_ships_a_module_the_source_does_not_show(tmp_path: Path) -> None:
+    write(tmp_path / "job.py", "import importlib\nimportlib.import_module(NAME)\n")
+    write(tmp_path / "plugin.py")
+    manifest = bundle(tmp_path / "job.py", out=tmp_path / "out", root=tmp_path, include=["plugin"])
+    assert "modules/plugin.py" in listing(manifest)
+    with pytest.raises(BundleError, match="'nothere': no local module of that name"):
+        bundle(tmp_path / "job.py", out=tmp_path / "out", root=tmp_path, include=["nothere"])
+
+
+@pytest.mark.parametrize("argv0", [["-m", "hn_modulefix"], ["-c", "from hn_modulefix._cli import main; import sys; sys.exit(main())"]])
+def test_cli_prints_the_manifest_path_last(tmp_path: Path, argv0: list[str]) -> None:
+    write(tmp_path / "scripts" / "job.py", "import helper\n")
+    write(tmp_path / "scripts" / "helper.py")
+    result = run([sys.executable, *argv0, "bundle", "scripts/job.py", "-o", "out"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == str(tmp_path / "out" / "manifest.json")
+    assert "helper, scripts.helper" in result.stdout and "job, scripts.job" in result.stdout
+
+
+def test_console_script_reports_errors_in_one_line(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "hn-modulefix"
+    result = run([str(exe), "bundle", "nope.py", "-o", "out"], cwd=tmp_path, env=clean_env())
+    assert result.returncode == 1
+    assert result.stderr == "hn-modulefix bundle: error: nope.py: not a Python source file\n"

@@ -1,0 +1,235 @@
+"""The finder, in process: import state is saved and restored around every test."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import json
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import hn_modulefix
+from hn_modulefix import bundle, install, uninstall
+
+pytestmark = pytest.mark.usefixtures("import_state")
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def ours() -> list[object]:
+    return [f for f in sys.meta_path if getattr(f, "_hn_modulefix_finder", False)]
+
+
+@pytest.fixture
+def shipped(tmp_path: Path) -> Path:
+    """A bundle of proj/scripts/job.py (+ its sibling helper); returns the manifest path."""
+    project = tmp_path / "proj"
+    write(project / "scripts" / "helper.py", "import enum\n\nclass Color(enum.Enum):\n    RED = 1\n")
+    write(project / "scripts" / "job.py",
+          "import dataclasses\nimport json\nfrom helper import Color\n\nEXECUTIONS = []\nEXECUTIONS.append(1)\n\n"
+          "@dataclasses.dataclass\nclass Item:\n    x: int\n    color: Color = Color.RED\n")
+    return bundle(project / "scripts" / "job.py", out=tmp_path / "bundle", root=project)
+
+
+def test_install_twice_adds_one_finder_and_uninstall_removes_it(shipped: Path) -> None:
+    install(shipped)
+    install(str(shipped))
+    assert len(ours()) == 1 and sys.meta_path[-1] is ours()[0]
+    assert repr(ours()[0]) == "<hn_modulefix finder %s (2 modules)>" % shipped
+    uninstall()
+    uninstall()
+    assert ours() == []
+
+
+def test_install_without_manifest_or_env_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HN_MODULEFIX_MANIFEST", raising=False)
+    with pytest.raises(ValueError, match="no manifest given and HN_MODULEFIX_MANIFEST is not set"):
+        install()
+
+
+def test_install_reads_the_manifest_eagerly(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text("{")
+    with pytest.raises(hn_modulefix.ManifestError, match="not valid JSON"):
+        install(tmp_path / "manifest.json")
+    assert ours() == []
+
+
+def test_all_names_resolve_to_one_module_executed_once(shipped: Path) -> None:
+    install(shipped)
+    job = importlib.import_module("job")
+    again = importlib.import_module("scripts.job")
+    assert job is again is sys.modules["job"] is sys.modules["scripts.job"]
+    assert job.EXECUTIONS == [1]
+    assert job.__name__ == "job" and job.__spec__.name == "job"
+    assert job.__file__ == str(shipped.parent / "modules" / "scripts" / "job.py")
+    item = job.Item(3)
+    assert isinstance(item, sys.modules["scripts.job"].Item)
+    assert [f.name for f in dataclasses.fields(again.Item)] == ["x", "color"]
+    helper = importlib.import_module("scripts.helper")
+    assert item.color is helper.Color.RED and isinstance(item.color, enum.Enum)
+
+
+def test_first_name_asked_becomes_the_module_name(shipped: Path) -> None:
+    install(shipped)
+    job = importlib.import_module("scripts.job")
+    assert job.__name__ == "scripts.job" and job.Item.__module__ == "scripts.job"
+    assert importlib.import_module("job") is job
+    assert sys.modules["scripts"].__path__ == []  # synthesized parent: no search path of its own
+
+
+def test_a_real_module_wins_over_the_bundle(shipped: Path, tmp_path: Path) -> None:
+    write(tmp_path / "real" / "job.py", "WHERE = 'real'\n")
+    sys.path.insert(0, str(tmp_path / "real"))
+    install(shipped)
+    assert importlib.import_module("job").WHERE == "real"
+
+
+def test_unlisted_names_are_not_answered(shipped: Path) -> None:
+    install(shipped)
+    finder = ours()[0]
+    assert finder.find_spec("json_but_not_really") is None
+    with pytest.raises(ModuleNotFoundError, match="No module named 'nowhere_at_all'"):
+        importlib.import_module("nowhere_at_all")
+
+
+def test_bytecode_cache_is_written_next_to_the_shipped_file(shipped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    install(shipped)
+    job = importlib.import_module("job")
+    assert job.__cached__ and Path(job.__cached__).is_file()
+
+
+def corrupt(manifest: Path, relpath: str, change) -> Path:
+    target = manifest.parent / relpath
+    change(target)
+    return target
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p: p.unlink(), "the shipped file is missing"),
+    (lambda p: p.write_text(p.read_text() + "\n# edited\n"), "sha256 mismatch"),
+    (lambda p: (p.unlink(), p.mkdir()), "the shipped path is a directory"),
+])
+def test_a_damaged_source_raises_importerror_naming_module_file_bundle_and_reason(
+        shipped: Path, damage, reason: str) -> None:
+    path = corrupt(shipped, "modules/scripts/job.py", damage)
+    install(shipped)
+    with pytest.raises(ImportError) as info:
+        importlib.import_module("scripts.job")
+    err = info.value
+    first_line = str(err).splitlines()[0]
+    assert first_line.startswith("hn_modulefix cannot rebuild module 'scripts.job' (also listed as 'job')")
+    assert str(path) in first_line and str(shipped) in first_line and reason in first_line
+    assert err.name == "scripts.job" and err.path == str(path)
+    assert "job" not in sys.modules and "scripts.job" not in sys.modules
+
+
+def test_hash_is_checked_before_anything_executes(shipped: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    corrupt(shipped, "modules/scripts/job.py", lambda p: p.write_text("open(%r, 'w').close()\n" % str(marker)))
+    install(shipped)
+    with pytest.raises(ImportError, match="sha256 mismatch"):
+        importlib.import_module("job")
+    assert not marker.exists()
+
+
+def rebundle_with(tmp_path: Path, source: str) -> Path:
+    write(tmp_path / "p2" / "bad.py", source)
+    return bundle(tmp_path / "p2" / "bad.py", out=tmp_path / "b2", root=tmp_path / "p2")
+
+
+def test_module_raising_at_import_leaves_nothing_behind_and_fails_again(tmp_path: Path) -> None:
+    manifest = rebundle_with(tmp_path, "import sys\nCOUNT = sys.modules.setdefault('bad_counter', [])\n"
+                                       "COUNT.append(1)\nraise RuntimeError('boom at import')\n")
+    install(manifest)
+    for attempt in (1, 2):
+        with pytest.raises(ImportError) as info:
+            importlib.import_module("bad")
+        assert "executing it raised RuntimeError: boom at import" in str(info.value)
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert "bad" not in sys.modules
+        assert sys.modules["bad_counter"] == [1] * attempt
+
+
+def test_syntax_error_names_the_line(tmp_path: Path) -> None:
+    manifest = tmp_path / "b2" / "manifest.json"
+    rebundle_with(tmp_path, "x = 1\n")
+    # A shipped file with a syntax error (and a manifest that matches it): written by hand.
+    bad = manifest.parent / "modules" / "bad.py"
+    bad.write_text("x = 1\ndef (:\n")
+    data = json.loads(manifest.read_text())
+    import hashlib
+
+    data["modules"][0]["sha256"] = hashlib.sha256(bad.read_bytes()).hexdigest()
+    manifest.write_text(json.dumps(data))
+    install(manifest)
+    with pytest.raises(ImportError, match="syntax error at line 2") as info:
+        importlib.import_module("bad")
+    assert isinstance(info.value.__cause__, SyntaxError)
+
+
+def test_circular_import_through_an_alias_gets_the_partial_module(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    write(project / "scripts" / "a.py", "import b\nVALUE = 1\n")
+    write(project / "scripts" / "b.py", "import scripts.a as a_alias\nSEEN = a_alias\n")
+    manifest = bundle(project / "scripts" / "a.py", out=tmp_path / "bundle", root=project)
+    install(manifest)
+    a = importlib.import_module("a")
+    assert sys.modules["b"].SEEN is a and sys.modules["scripts.a"] is a and a.VALUE == 1
+
+
+def test_threads_importing_every_name_at_once_share_one_execution(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    write(project / "scripts" / "slow.py",
+          "import sys, time\nsys.modules.setdefault('slow_runs', []).append(1)\ntime.sleep(0.2)\nREADY = True\n")
+    install(bundle(project / "scripts" / "slow.py", out=tmp_path / "bundle", root=project))
+    barrier = threading.Barrier(32)
+    results: list[object] = [None] * 32
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = importlib.import_module("slow" if i % 2 else "scripts.slow")
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sys.modules["slow_runs"] == [1]
+    assert len({id(m) for m in results}) == 1 and results[0].READY
+
+
+def test_threads_importing_a_failing_module_all_fail_and_leave_nothing(tmp_path: Path) -> None:
+    manifest = rebundle_with(tmp_path, "import time\ntime.sleep(0.1)\nraise ValueError('nope')\n")
+    install(manifest)
+    barrier = threading.Barrier(16)
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            importlib.import_module("bad")
+            outcomes.append("imported")
+        except ImportError as exc:
+            outcomes.append(type(exc.__cause__).__name__)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes == ["ValueError"] * 16
+    assert "bad" not in sys.modules

@@ -1,0 +1,130 @@
+"""The start-up hook, in fresh interpreters: a venv where the wheel was pip-installed (the
+.pth really runs) and the top-level sitecustomize.py put on PYTHONPATH."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from _support import REPO, clean_env, make_venv, run, venv_site
+from hn_modulefix import bundle
+
+SHOW = ("import sys; print(sys.meta_path[-1].__name__ if hasattr(sys.meta_path[-1], '__file__') else 'none', "
+        "sorted(m for m in sys.modules if 'hn_modulefix' in m or m == 'json'))")
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    project = tmp_path / "proj"
+    (project / "scripts").mkdir(parents=True)
+    (project / "scripts" / "job.py").write_text("import dataclasses\n\n@dataclasses.dataclass\nclass Item:\n    x: int\n")
+    return bundle(project / "scripts" / "job.py", out=tmp_path / "bundle", root=project)
+
+
+def test_inert_without_a_manifest(hook_python: Path, tmp_path: Path) -> None:
+    result = run([str(hook_python), "-c", SHOW], cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "none []\n", "")
+
+
+def test_active_hook_registers_the_finder_and_reads_nothing(hook_python: Path, manifest: Path, tmp_path: Path) -> None:
+    result = run([str(hook_python), "-c", SHOW], cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "_hn_modulefix_boot ['_hn_modulefix_boot']\n", "")
+
+
+def test_subprocess_nobody_configured_imports_listed_names(hook_python: Path, manifest: Path, tmp_path: Path) -> None:
+    code = ("import job, scripts.job, sys; print(job.__name__, job is scripts.job, job.__file__ == %r, job.Item(2))"
+            % str(manifest.parent / "modules" / "scripts" / "job.py"))
+    result = run([str(hook_python), "-c", code], cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "job True True Item(x=2)\n", "")
+    red = run([str(hook_python), "-c", code], cwd=tmp_path)
+    assert red.returncode == 1 and red.stderr.endswith("ModuleNotFoundError: No module named 'job'\n")
+
+
+@pytest.mark.parametrize("content, reason", [
+    (None, "cannot read manifest"),
+    ("{", "is not valid JSON"),
+    ('{"hn_modulefix": 1, "modules": [{"names": ["../x"]}]}', "'../x' is not a valid module name"),
+])
+def test_bad_manifest_never_breaks_startup_and_says_so_once(hook_python: Path, tmp_path: Path,
+                                                             content: str | None, reason: str) -> None:
+    path = tmp_path / "manifest.json"
+    if content is not None:
+        path.write_text(content)
+    env = clean_env(HN_MODULEFIX_MANIFEST=str(path))
+    quiet = run([str(hook_python), "-c", "pass"], cwd=tmp_path, env=env)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")  # nothing is read at start
+    probe = ("import importlib\nfor name in ('first_missing', 'second_missing'):\n"
+             "    try: importlib.import_module(name)\n    except ImportError as e: print(type(e).__name__)\n")
+    result = run([str(hook_python), "-c", probe], cwd=tmp_path, env=env)
+    assert result.returncode == 0
+    assert result.stdout == "ModuleNotFoundError\nModuleNotFoundError\n"
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("hn_modulefix: finder disabled: ") and reason in line and str(path) in line
+
+
+def test_debug_shows_the_traceback(hook_python: Path, tmp_path: Path) -> None:
+    env = clean_env(HN_MODULEFIX_MANIFEST=str(tmp_path / "missing.json"), HN_MODULEFIX_DEBUG="1")
+    result = run([str(hook_python), "-c", "import importlib.util; importlib.util.find_spec('x_missing')"],
+                 cwd=tmp_path, env=env)
+    assert result.returncode == 0
+    assert result.stderr.startswith("hn_modulefix: finder disabled: cannot read manifest")
+    assert "Traceback (most recent call last)" in result.stderr and "FileNotFoundError" in result.stderr
+
+
+def test_package_missing_from_the_install(wheel: Path, manifest: Path, tmp_path: Path) -> None:
+    python = make_venv(tmp_path / "broken", wheel=wheel)
+    shutil.rmtree(venv_site(tmp_path / "broken") / "hn_modulefix")
+    env = clean_env(HN_MODULEFIX_MANIFEST=str(manifest))
+    assert run([str(python), "-c", "pass"], cwd=tmp_path, env=env).stderr == ""
+    result = run([str(python), "-c", "import job"], cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == "hn_modulefix: finder disabled: No module named 'hn_modulefix'"
+    assert result.stderr.splitlines()[-1] == "ModuleNotFoundError: No module named 'job'"
+
+
+def test_boot_module_missing_still_starts(wheel: Path, manifest: Path, tmp_path: Path) -> None:
+    # The one case the hook cannot report itself: `site` prints its own message.
+    python = make_venv(tmp_path / "broken", wheel=wheel)
+    (venv_site(tmp_path / "broken") / "_hn_modulefix_boot.py").unlink()
+    result = run([str(python), "-c", "print('started')"], cwd=tmp_path,
+                 env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
+    assert result.returncode == 0 and result.stdout == "started\n"
+    assert "hn_modulefix.pth" in result.stderr and "No module named '_hn_modulefix_boot'" in result.stderr
+
+
+def test_no_site_flag_disables_the_hook(hook_python: Path, manifest: Path, tmp_path: Path) -> None:
+    result = run([str(hook_python), "-S", "-c", SHOW], cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
+    assert (result.returncode, result.stdout) == (0, "none []\n")
+
+
+def hook_dir(tmp_path: Path) -> Path:
+    """The top-level sitecustomize.py with the boot module and package beside it."""
+    target = tmp_path / "hookdir"
+    target.mkdir()
+    shutil.copy(REPO / "sitecustomize.py", target)
+    shutil.copy(REPO / "src" / "_hn_modulefix_boot.py", target)
+    shutil.copytree(REPO / "src" / "hn_modulefix", target / "hn_modulefix", ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+@pytest.mark.parametrize("active", [True, False])
+def test_sitecustomize_on_pythonpath_installs_and_runs_the_next_one(tmp_path: Path, manifest: Path,
+                                                                   active: bool) -> None:
+    other = tmp_path / "pkg"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("import sys\nprint('next sitecustomize ran')\nsys.path.append('/__deps')\n")
+    # A venv without hn_modulefix: only the PYTHONPATH hook can be at work.
+    python = make_venv(tmp_path / "plain")
+    env = clean_env(PYTHONPATH="%s:%s" % (hook_dir(tmp_path), other))
+    if active:
+        env["HN_MODULEFIX_MANIFEST"] = str(manifest)
+    code = "import sys; print(sys.path[-1]); import job; print(job.Item(1))"
+    result = run([str(python), "-c", code], cwd=tmp_path, env=env)
+    if active:
+        assert (result.returncode, result.stdout, result.stderr) == (0, "next sitecustomize ran\n/__deps\nItem(x=1)\n", "")
+    else:
+        assert result.returncode == 1 and result.stdout == "next sitecustomize ran\n/__deps\n"
+        assert result.stderr.endswith("ModuleNotFoundError: No module named 'job'\n")
