@@ -9,6 +9,7 @@ executed: top level, inside functions, relative, and `importlib.import_module("l
 
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import shutil
@@ -293,3 +294,22 @@ def bundle(*scripts: PathLike, out: PathLike, root: PathLike | None = None,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Path(out_path, MANIFEST_NAME)
+
+
+def cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scripts", nargs="+", metavar="SCRIPT")
+    parser.add_argument("-o", "--out", required=True, metavar="DIR",
+                        help="bundle directory (replaced if it holds a bundle)")
+    parser.add_argument("--root", metavar="DIR", help="project root the scripts are importable from (default: cwd)")
+    parser.add_argument("--include", action="append", default=[], metavar="MODULE",
+                        help="also ship this local module (imported in a way the source does not show)")
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    from hn_modulefix._manifest import load
+
+    manifest_path = bundle(*args.scripts, out=args.out, root=args.root, include=args.include)
+    for source in load(str(manifest_path)).sources:
+        print("%-40s %s" % (", ".join(source.names), source.relpath))
+    print(manifest_path)
+    return 0

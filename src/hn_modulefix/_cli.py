@@ -1,45 +1,28 @@
-"""`hn-modulefix` / `python -m hn_modulefix`: one sub-command per job."""
+"""`hn-modulefix` / `python -m hn_modulefix`: one sub-command per job.
+
+Each sub-command lives beside the code it drives: the module named in _COMMANDS provides
+`cli_arguments(parser)` and `cli_run(args) -> exit status`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-def _command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
-    def register(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        _COMMANDS[name] = func
-        return func
-
-    return register
+_COMMANDS = {
+    "bundle": ("hn_modulefix._bundle", "copy scripts and their local imports into a bundle directory"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hn-modulefix", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="hn-modulefix", description="Make the modules of imported scripts importable in every worker process.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("bundle", help="copy scripts and their local imports into a bundle directory")
-    p.add_argument("scripts", nargs="+", metavar="SCRIPT")
-    p.add_argument("-o", "--out", required=True, metavar="DIR", help="bundle directory (replaced if it holds a bundle)")
-    p.add_argument("--root", metavar="DIR", help="project root the scripts are importable from (default: cwd)")
-    p.add_argument("--include", action="append", default=[], metavar="MODULE",
-                   help="also ship this local module (imported in a way the source does not show)")
+    for name, (module, help_text) in _COMMANDS.items():
+        importlib.import_module(module).cli_arguments(sub.add_parser(name, help=help_text, description=help_text))
     return parser
-
-
-@_command("bundle")
-def _bundle(args: argparse.Namespace) -> int:
-    from hn_modulefix._bundle import bundle
-    from hn_modulefix._manifest import load
-
-    manifest_path = bundle(*args.scripts, out=args.out, root=args.root, include=args.include)
-    for source in load(str(manifest_path)).sources:
-        print("%-40s %s" % (", ".join(source.names), source.relpath))
-    print(manifest_path)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        return int(importlib.import_module(_COMMANDS[args.command][0]).cli_run(args))
     except (BundleError, ManifestError, OSError) as exc:
         print("hn-modulefix %s: error: %s" % (args.command, exc), file=sys.stderr)
         return 1
