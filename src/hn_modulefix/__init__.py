@@ -12,6 +12,8 @@ __all__ = [
     "ManifestError",
     "__version__",
     "bundle",
+    "emulate",
+    "image_layer",
     "install",
     "uninstall",
 ]
@@ -22,13 +24,17 @@ _LAZY = {
     "ManifestError": "hn_modulefix._manifest",
     "install": "hn_modulefix._finder",
     "uninstall": "hn_modulefix._finder",
+    "emulate": "hn_modulefix._emulate",
+    "image_layer": "hn_modulefix._modal",
 }
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from hn_modulefix._bundle import BundleError, bundle
+    from hn_modulefix._emulate import emulate
     from hn_modulefix._finder import install, uninstall
     from hn_modulefix._manifest import ManifestError
+    from hn_modulefix._modal import image_layer
 
 
 def __getattr__(name: str) -> object:

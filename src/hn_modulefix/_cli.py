@@ -13,6 +13,8 @@ from typing import Sequence
 
 _COMMANDS = {
     "bundle": ("hn_modulefix._bundle", "copy scripts and their local imports into a bundle directory"),
+    "emulate": ("hn_modulefix._emulate", "run a Modal function in a stand-in container on local disk"),
+    "install-hook": ("hn_modulefix._hook", "install the start-up hook into this interpreter's site-packages"),
 }
 
 

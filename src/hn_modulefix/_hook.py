@@ -1,0 +1,53 @@
+"""Install the start-up hook into an interpreter's site-packages without pip.
+
+Used where a wheel cannot be pip-installed: Modal image builds run
+`PYTHONPATH=<copied package> python -m hn_modulefix install-hook`, so the hook lands in
+whatever interpreter the image calls `python`, whatever its version and prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import shutil
+import sysconfig
+
+import _hn_modulefix_boot
+
+PTH_NAME = "hn_modulefix.pth"
+INSTALL_COMMAND = "python -m hn_modulefix install-hook"
+
+
+def install_hook(site_dir: str | None = None) -> list[str]:
+    """Copy the package, the boot module and the .pth into `site_dir` (default: this
+    interpreter's purelib) and compile them; returns the installed paths. Idempotent."""
+    target = site_dir or sysconfig.get_paths()["purelib"]
+    package = os.path.dirname(os.path.abspath(__file__))
+    boot = os.path.abspath(_hn_modulefix_boot.__file__)
+    os.makedirs(target, exist_ok=True)
+    installed_package = os.path.join(target, "hn_modulefix")
+    if os.path.realpath(package) != os.path.realpath(installed_package):
+        shutil.rmtree(installed_package, ignore_errors=True)
+        shutil.copytree(package, installed_package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    installed_boot = os.path.join(target, "_hn_modulefix_boot.py")
+    if os.path.realpath(boot) != os.path.realpath(installed_boot):
+        shutil.copyfile(boot, installed_boot)
+    # The .pth goes last: until it exists the hook cannot run half-installed.
+    installed_pth = os.path.join(target, PTH_NAME)
+    shutil.copyfile(os.path.join(package, PTH_NAME), installed_pth)
+    # Bytecode now, or every start would compile the boot module again (see
+    # PYTHONDONTWRITEBYTECODE in the environments this runs in).
+    compileall.compile_file(installed_boot, quiet=1)
+    compileall.compile_dir(installed_package, quiet=1)
+    return [installed_package, installed_boot, installed_pth]
+
+
+def cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--site-dir", metavar="DIR", help="where to install (default: this interpreter's site-packages)")
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    for path in install_hook(args.site_dir):
+        print(path)
+    return 0
