@@ -1,5 +1,6 @@
-"""hn_modulefix start-up hook: imported by hn_modulefix.pth in every interpreter where
-HN_MODULEFIX_MANIFEST is set, and by the top-level sitecustomize.py.
+"""hn_modulefix start-up hook: `start()` is called by hn_modulefix.pth in every
+interpreter where HN_MODULEFIX_MANIFEST is set, and by sitecustomize.py.  Importing the
+module does nothing else.
 
 It runs in every process of an environment, so it costs next to nothing (measured by
 benchmarks/startup.py): one top-level module rather than a package plus a module, only
@@ -16,6 +17,9 @@ import sys
 
 ENV_MANIFEST = "HN_MODULEFIX_MANIFEST"
 ENV_DEBUG = "HN_MODULEFIX_DEBUG"
+# "pythonpath:DIR/manifest.json": the first sys.path entry holding DIR/manifest.json,
+# for bundles shipped where no absolute path is known in advance (Ray's py_modules).
+ON_PYTHONPATH = "pythonpath:"
 
 _hn_modulefix_finder = True
 manifest_path = ""
@@ -83,7 +87,7 @@ def start():
         manifest = os.environ.get(ENV_MANIFEST)
         if not manifest or _real is not None:
             return
-        manifest_path = os.path.abspath(manifest)
+        manifest_path = manifest if manifest.startswith(ON_PYTHONPATH) else os.path.abspath(manifest)
         this = sys.modules[__name__]
         for finder in sys.meta_path:
             if finder is this or getattr(finder, "manifest_path", None) == manifest_path:
@@ -92,6 +96,3 @@ def start():
         atexit.register(_leave)
     except Exception as exc:
         report("start-up hook failed: %r" % (exc,))
-
-
-start()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from _support import REPO, clean_env, make_venv, run, venv_site
+from _support import clean_env, make_venv, run, venv_site
 from hn_modulefix import bundle
+from hn_modulefix._hook import stage
 
 SHOW = ("import sys; print(sys.meta_path[-1].__name__ if hasattr(sys.meta_path[-1], '__file__') else 'none', "
         "sorted(m for m in sys.modules if 'hn_modulefix' in m or m == 'json'))")
@@ -101,12 +102,9 @@ def test_no_site_flag_disables_the_hook(hook_python: Path, manifest: Path, tmp_p
 
 
 def hook_dir(tmp_path: Path) -> Path:
-    """The top-level sitecustomize.py with the boot module and package beside it."""
+    """sitecustomize.py with the boot module and package beside it, as Ray ships them."""
     target = tmp_path / "hookdir"
-    target.mkdir()
-    shutil.copy(REPO / "sitecustomize.py", target)
-    shutil.copy(REPO / "src" / "_hn_modulefix_boot.py", target)
-    shutil.copytree(REPO / "src" / "hn_modulefix", target / "hn_modulefix", ignore=shutil.ignore_patterns("__pycache__"))
+    stage(str(target), sitecustomize=True)
     return target
 
 

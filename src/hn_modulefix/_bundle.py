@@ -190,9 +190,9 @@ def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) 
             raise BundleError("%s:%s: syntax error: %s" % (path, exc.lineno, exc.msg)) from exc
         except OSError as exc:
             raise BundleError("cannot read %s: %s" % (path, exc.strerror or exc)) from exc
-        packages = {n if local.package else n.rpartition(".")[0] for n in local.names} or {""}
-        for package in sorted(packages):
-            for name in sorted(_imported_names(tree, package)):
+        contexts = {n if local.package else n.rpartition(".")[0] for n in local.names} or {""}
+        for context in sorted(contexts):  # the package each name resolves relative imports in
+            for name in sorted(_imported_names(tree, context)):
                 for dep_path, dep_package in _locate(name, roots):
                     add(dep_path, dep_package, roots)
         if local.package:

@@ -233,7 +233,7 @@ def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), ar
 def _run(container: _Container, module: Any, function: Any, function_name: str, args: Sequence[Any],
          args_first: bool, module_mode: bool, hide_source: bool, timeout: float) -> Emulation:
     from modal._serialization import deserialize, serialize
-    from modal.mount import SITECUSTOMIZE_CONTENT
+    from modal.mount import SITECUSTOMIZE_CONTENT  # type: ignore[attr-defined]  # absent from modal's stubs
 
     info = function._source_info
     container.make_interpreter()

@@ -58,9 +58,11 @@ class ShippedLoader(SourceFileLoader):
                 built.module = existing
                 sys.modules[self.name] = existing  # type: ignore[assignment]
                 return
+            # Outside the try: its ImportError already names the reason, and nothing ran,
+            # so it must not be wrapped as "while executing, ...".
+            self._verified = self._read_verified()
             built.module = module
             try:
-                self._verified = self._read_verified()
                 super().exec_module(module)  # type: ignore[arg-type]
             except BaseException as exc:
                 built.module = None
@@ -81,6 +83,11 @@ class ShippedLoader(SourceFileLoader):
             other = sys.modules.get(name)
             origin = getattr(other, "__file__", None)
             if other is None or other is module or not isinstance(origin, str):
+                continue
+            # Another thread's import of this file under another name, not executed yet
+            # (or failed): reusing it would hand out an empty module.
+            loader = getattr(getattr(other, "__spec__", None), "loader", None)
+            if isinstance(loader, ShippedLoader) and loader._built is self._built:
                 continue
             try:
                 with open(origin, "rb") as f:
@@ -115,7 +122,7 @@ class ShippedLoader(SourceFileLoader):
         alias = " (also listed as %s)" % ", ".join(repr(n) for n in others) if others else ""
         return ImportError(
             "hn_modulefix cannot rebuild module %r%s from %s (bundle %s): %s"
-            % (self.name, alias, source.path, self._finder.manifest_path, reason),
+            % (self.name, alias, source.path, self._finder.manifest.path, reason),
             name=self.name,
             path=source.path,
         )
@@ -132,18 +139,19 @@ def _describe(exc: BaseException) -> str:
 class ManifestFinder:
     _hn_modulefix_finder = True
 
-    def __init__(self, manifest: Manifest) -> None:
-        self.manifest_path = manifest.path
+    def __init__(self, manifest: Manifest, reference: str | None = None) -> None:
+        # As installed (a pythonpath: reference stays one), so installing it again matches.
+        self.manifest_path = reference or manifest.path
         self.manifest = manifest
         self._built: dict[str, _Built] = {}
         self._lock = _thread.allocate_lock()
 
     @classmethod
     def from_path(cls, manifest_path: str) -> ManifestFinder:
-        return cls(load(manifest_path))
+        return cls(load(manifest_path), manifest_path)
 
     def __repr__(self) -> str:
-        return "<hn_modulefix finder %s (%d modules)>" % (self.manifest_path, len(self.manifest.sources))
+        return "<hn_modulefix finder %s (%d modules)>" % (self.manifest.path, len(self.manifest.sources))
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> ModuleSpec | None:
         source = self.manifest.by_name.get(fullname)
@@ -174,7 +182,8 @@ def _manifest_argument(manifest: str | os.PathLike[str] | None) -> str:
         manifest = os.environ.get(_boot.ENV_MANIFEST)
         if not manifest:
             raise ValueError("no manifest given and %s is not set" % _boot.ENV_MANIFEST)
-    return os.path.abspath(os.fspath(manifest))
+    manifest = os.fspath(manifest)
+    return manifest if manifest.startswith(_boot.ON_PYTHONPATH) else os.path.abspath(manifest)
 
 
 def install(manifest: str | os.PathLike[str] | None = None) -> None:
@@ -195,7 +204,7 @@ def uninstall(manifest: str | os.PathLike[str] | None = None) -> None:
 
     Modules already rebuilt stay in sys.modules, as with any finder.
     """
-    path = None if manifest is None else os.path.abspath(os.fspath(manifest))
+    path = None if manifest is None else _manifest_argument(manifest)
     sys.meta_path[:] = [
         finder
         for finder in sys.meta_path

@@ -19,23 +19,34 @@ PTH_NAME = "hn_modulefix.pth"
 INSTALL_COMMAND = "python -m hn_modulefix install-hook"
 
 
+def stage(target: str, *, sitecustomize: bool = False) -> list[str]:
+    """Copy the package and the boot module (and, if asked, `sitecustomize.py`) into
+    `target`, as they must sit on sys.path; returns the copied top-level paths."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    os.makedirs(target, exist_ok=True)
+    copies = [(package, os.path.join(target, "hn_modulefix")),
+              (os.path.abspath(_hn_modulefix_boot.__file__), os.path.join(target, "_hn_modulefix_boot.py"))]
+    if sitecustomize:
+        copies.append((os.path.join(package, "_sitecustomize.py"), os.path.join(target, "sitecustomize.py")))
+    for source, destination in copies:
+        if os.path.realpath(source) == os.path.realpath(destination):
+            continue  # already installed there: installing again must be harmless
+        if os.path.isdir(source):
+            shutil.rmtree(destination, ignore_errors=True)
+            shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copyfile(source, destination)
+    return [destination for _, destination in copies]
+
+
 def install_hook(site_dir: str | None = None) -> list[str]:
     """Copy the package, the boot module and the .pth into `site_dir` (default: this
     interpreter's purelib) and compile them; returns the installed paths. Idempotent."""
     target = site_dir or sysconfig.get_paths()["purelib"]
-    package = os.path.dirname(os.path.abspath(__file__))
-    boot = os.path.abspath(_hn_modulefix_boot.__file__)
-    os.makedirs(target, exist_ok=True)
-    installed_package = os.path.join(target, "hn_modulefix")
-    if os.path.realpath(package) != os.path.realpath(installed_package):
-        shutil.rmtree(installed_package, ignore_errors=True)
-        shutil.copytree(package, installed_package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    installed_boot = os.path.join(target, "_hn_modulefix_boot.py")
-    if os.path.realpath(boot) != os.path.realpath(installed_boot):
-        shutil.copyfile(boot, installed_boot)
+    installed_package, installed_boot = stage(target)
     # The .pth goes last: until it exists the hook cannot run half-installed.
     installed_pth = os.path.join(target, PTH_NAME)
-    shutil.copyfile(os.path.join(package, PTH_NAME), installed_pth)
+    shutil.copyfile(os.path.join(installed_package, PTH_NAME), installed_pth)
     # Bytecode now, or every start would compile the boot module again (see
     # PYTHONDONTWRITEBYTECODE in the environments this runs in).
     compileall.compile_file(installed_boot, quiet=1)

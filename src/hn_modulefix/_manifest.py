@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import keyword
 import os
+import sys
 
 FORMAT = 1
 MANIFEST_NAME = "manifest.json"
@@ -85,9 +86,24 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def locate(reference: str) -> str:
+    """The manifest file a HN_MODULEFIX_MANIFEST value names: a path, or
+    ``pythonpath:DIR/manifest.json`` for the first sys.path entry that holds it."""
+    from _hn_modulefix_boot import ON_PYTHONPATH
+
+    if not reference.startswith(ON_PYTHONPATH):
+        return os.path.abspath(reference)
+    relative = reference[len(ON_PYTHONPATH):]
+    for entry in sys.path:
+        candidate = os.path.join(entry or os.curdir, relative)
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    raise ManifestError("manifest %s: no sys.path entry holds %s" % (reference, relative))
+
+
 def load(path: str) -> Manifest:
     """Read and validate a manifest; any problem raises ManifestError naming the field."""
-    path = os.path.abspath(path)
+    path = locate(path)
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -95,9 +111,18 @@ def load(path: str) -> Manifest:
         raise ManifestError("cannot read manifest %s: %s" % (path, exc.strerror or exc)) from exc
     try:
         data = json.loads(raw)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8; nesting beyond the recursion limit
         raise ManifestError("manifest %s is not valid JSON: %s" % (path, exc)) from exc
     return parse(data, path)
+
+
+def _shown(value: object) -> str:
+    """A JSON value for an error message: repr of a nested array or object could recurse
+    past the limit or fill the one stderr line the start-up hook prints."""
+    if isinstance(value, (list, dict)):
+        return "a JSON %s" % ("array" if isinstance(value, list) else "object")
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def parse(data: object, path: str) -> Manifest:
@@ -106,8 +131,9 @@ def parse(data: object, path: str) -> Manifest:
 
     if not isinstance(data, dict):
         raise fail("top level", "expected a JSON object, got %s" % type(data).__name__)
-    if data.get("hn_modulefix") != FORMAT:
-        raise fail("hn_modulefix", "expected format %d, got %r" % (FORMAT, data.get("hn_modulefix")))
+    version = data.get("hn_modulefix")
+    if type(version) is not int or version != FORMAT:  # JSON true and 1.0 equal 1 in Python
+        raise fail("hn_modulefix", "expected format %d, got %s" % (FORMAT, _shown(version)))
     modules = data.get("modules")
     if not isinstance(modules, list):
         raise fail("modules", "expected a list, got %s" % type(modules).__name__)
@@ -123,7 +149,7 @@ def parse(data: object, path: str) -> Manifest:
             raise fail(where + ".names", "expected a non-empty list of module names")
         for name in names:
             if not is_module_name(name):
-                raise fail(where + ".names", "%r is not a valid module name" % (name,))
+                raise fail(where + ".names", "%s is not a valid module name" % _shown(name))
             if name in seen:
                 raise fail(where + ".names", "%r is already listed in modules[%d]" % (name, seen[name]))
             seen[name] = index
@@ -132,17 +158,17 @@ def parse(data: object, path: str) -> Manifest:
             raise fail(where + ".path", "expected a non-empty string")
         parts = relpath.split("/")
         if relpath.startswith("/") or "\\" in relpath or "\0" in relpath or any(p in ("", ".", "..") for p in parts):
-            raise fail(where + ".path", "%r must be a plain relative path inside the bundle" % (relpath,))
+            raise fail(where + ".path", "%s must be a plain relative path inside the bundle" % _shown(relpath))
         digest = entry.get("sha256")
         if not isinstance(digest, str) or len(digest) != 64 or not _HEX.issuperset(digest):
-            raise fail(where + ".sha256", "expected 64 lowercase hex digits, got %r" % (digest,))
+            raise fail(where + ".sha256", "expected 64 lowercase hex digits, got %s" % _shown(digest))
         package = entry.get("package", False)
         if not isinstance(package, bool):
-            raise fail(where + ".package", "expected true or false, got %r" % (package,))
+            raise fail(where + ".package", "expected true or false, got %s" % _shown(package))
         if package and parts[-1] != "__init__.py":
-            raise fail(where + ".path", "a package's file must be named __init__.py, got %r" % (relpath,))
+            raise fail(where + ".path", "a package's file must be named __init__.py, got %s" % _shown(relpath))
         if not package and not relpath.endswith(".py"):
-            raise fail(where + ".path", "a module's file must end in .py, got %r" % (relpath,))
+            raise fail(where + ".path", "a module's file must end in .py, got %s" % _shown(relpath))
         sources.append(Source(tuple(names), relpath, os.path.join(directory, *parts), digest, package))
     return Manifest(path, sources)
 

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from hn_modulefix._hook import INSTALL_COMMAND
+from hn_modulefix._hook import INSTALL_COMMAND, stage
 
 if TYPE_CHECKING:
     import modal
@@ -79,7 +79,8 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
     # Modal reads local files when the app runs, after this returns: keep them until exit.
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
     manifest = bundle(script, *extra, out=os.path.join(staging, "bundle"), root=root, include=include)
-    lib = _stage_package(os.path.join(staging, "lib"))
+    lib = os.path.join(staging, "lib")
+    stage(lib)
     remote_dir = remote_dir.rstrip("/")
 
     def layer(image: modal.Image) -> modal.Image:
@@ -95,16 +96,6 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
 
 def _unchanged(image: modal.Image) -> modal.Image:
     return image
-
-
-def _stage_package(target: str) -> str:
-    """The package and boot module as they must appear on the layer's PYTHONPATH."""
-    import _hn_modulefix_boot
-
-    package = os.path.dirname(os.path.abspath(__file__))
-    shutil.copytree(package, os.path.join(target, "hn_modulefix"), ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copyfile(_hn_modulefix_boot.__file__, os.path.join(target, "_hn_modulefix_boot.py"))
-    return target
 
 
 class Layer:
@@ -128,7 +119,7 @@ def _closure(function: Any) -> dict[str, Any]:
 
 
 def _mount_files(mount: Any) -> list[tuple[str, str]]:
-    files = []
+    files: list[tuple[str, str]] = []
     for entry in mount.entries:
         files.extend((str(local), str(remote)) for local, remote in entry.get_files_to_upload())
     return sorted(files, key=lambda pair: pair[1])
