@@ -9,32 +9,44 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BundleError",
+    "CheckError",
+    "CheckResult",
     "ManifestError",
+    "ModuleCheck",
     "__version__",
     "bundle",
+    "check",
     "emulate",
     "image_layer",
     "install",
+    "ray_runtime_env",
     "uninstall",
 ]
 
 _LAZY = {
     "BundleError": "hn_modulefix._bundle",
     "bundle": "hn_modulefix._bundle",
+    "CheckError": "hn_modulefix._check",
+    "CheckResult": "hn_modulefix._check",
+    "ModuleCheck": "hn_modulefix._check",
+    "check": "hn_modulefix._check",
     "ManifestError": "hn_modulefix._manifest",
     "install": "hn_modulefix._finder",
     "uninstall": "hn_modulefix._finder",
     "emulate": "hn_modulefix._emulate",
     "image_layer": "hn_modulefix._modal",
+    "ray_runtime_env": "hn_modulefix._ray",
 }
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from hn_modulefix._bundle import BundleError, bundle
+    from hn_modulefix._check import CheckError, CheckResult, ModuleCheck, check
     from hn_modulefix._emulate import emulate
     from hn_modulefix._finder import install, uninstall
     from hn_modulefix._manifest import ManifestError
     from hn_modulefix._modal import image_layer
+    from hn_modulefix._ray import ray_runtime_env
 
 
 def __getattr__(name: str) -> object:

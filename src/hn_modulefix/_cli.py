@@ -13,6 +13,8 @@ from typing import Sequence
 
 _COMMANDS = {
     "bundle": ("hn_modulefix._bundle", "copy scripts and their local imports into a bundle directory"),
+    "check": ("hn_modulefix._check", "import every module a pickle payload needs in a fresh worker-like interpreter"),
+    "doctor": ("hn_modulefix._doctor", "show the start-up hook, manifest and sitecustomize state of this interpreter"),
     "emulate": ("hn_modulefix._emulate", "run a Modal function in a stand-in container on local disk"),
     "install-hook": ("hn_modulefix._hook", "install the start-up hook into this interpreter's site-packages"),
 }

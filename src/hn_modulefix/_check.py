@@ -1,0 +1,469 @@
+"""`hn_modulefix.check`: find an unimportable reference before the worker does.
+
+A pickle names every class and function it does not carry by value as ``module`` +
+qualified name (GLOBAL, STACK_GLOBAL, INST), and cloudpickle names the modules a
+by-value function uses as globals (``subimport("name")``).  Daft wraps the UDF's own
+cloudpickle payload inside the bytes of the expression's pickle, so byte strings are
+searched for embedded pickles too.  Every module found is then imported in a fresh
+interpreter started the way Daft starts its UDF worker: the same executable and
+environment, ``python -m``, another working directory, none of this process's run-time
+sys.path additions.
+
+Run as ``python -m hn_modulefix._check OUT`` this module is that fresh interpreter: it
+reads the modules to import from stdin and writes the outcome to OUT as JSON (stdout is
+left to whatever the imported modules print).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import pickletools
+import subprocess
+import sys
+import tempfile
+from typing import IO, Any, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+# Not imported from the boot module: importing it installs the finder, and neither this
+# process nor the fresh interpreter may get one the start-up hook did not install.
+_ENV_MANIFEST = "HN_MODULEFIX_MANIFEST"
+_PROBE_TIMEOUT = 600.0  # seconds; importing a stack like daft + torch can take a while
+_ALTERNATIVES = "Modal: hn_modulefix.image_layer(); Ray: hn_modulefix.ray_runtime_env()"
+
+
+class CheckError(Exception):
+    """The payload cannot be read, or the fresh interpreter could not report."""
+
+
+class ModuleCheck:
+    """One module a worker must import: whether a fresh interpreter can, and how.
+
+    `status` is ``"ok"`` (found by the normal import system), ``"bundle"`` (rebuilt by
+    hn_modulefix's finder from the bundle) or ``"failed"``; a failure has `error` (the
+    exception's first line) and `fix`.  `referenced_by` lists the qualified names the
+    payload refers to in this module; the module's own name stands for the module object.
+    """
+
+    __slots__ = ("module", "status", "referenced_by", "error", "fix")
+
+    def __init__(self, module: str, status: str, referenced_by: tuple[str, ...],
+                 error: str | None = None, fix: str | None = None) -> None:
+        self.module = module
+        self.status = status
+        self.referenced_by = referenced_by
+        self.error = error
+        self.fix = fix
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    def __repr__(self) -> str:
+        return "ModuleCheck(%r, %r)" % (self.module, self.status)
+
+
+class CheckResult:
+    """Every module a payload needs, in name order, as a fresh worker interpreter saw it."""
+
+    __slots__ = ("modules", "manifest", "notes")
+
+    def __init__(self, modules: tuple[ModuleCheck, ...], manifest: str | None, notes: tuple[str, ...]) -> None:
+        self.modules = modules
+        self.manifest = manifest  # HN_MODULEFIX_MANIFEST as the fresh interpreter had it
+        self.notes = notes  # the hn_modulefix lines it printed on stderr
+
+    @property
+    def ok(self) -> bool:
+        return all(m.ok for m in self.modules)
+
+    @property
+    def failed(self) -> tuple[ModuleCheck, ...]:
+        return tuple(m for m in self.modules if not m.ok)
+
+    def __repr__(self) -> str:
+        return "CheckResult(%d modules, %d failed)" % (len(self.modules), len(self.failed))
+
+    def report(self) -> str:
+        where = "HN_MODULEFIX_MANIFEST=%s" % self.manifest if self.manifest else "HN_MODULEFIX_MANIFEST unset"
+        lines = ["%d modules to import, tried in a fresh `python -m` in another directory (%s):"
+                 % (len(self.modules), where)]
+        width = max([len(m.module) for m in self.modules] + [0])
+        for m in self.modules:
+            if m.ok:
+                lines.append("  %-6s  %-*s  %s" % (m.status, width, m.module, _short(m)))
+            else:
+                lines.append("  FAILED  %s" % m.module)
+                lines.append("          %s" % m.error)
+                lines.append("          referenced by: %s" % ", ".join(m.referenced_by))
+                lines.append("          fix: %s" % m.fix)
+        lines.extend(self.notes)
+        failed = self.failed
+        if failed:
+            lines.append("FAILED: %d of %d modules cannot be imported by a worker: %s"
+                         % (len(failed), len(self.modules), ", ".join(m.module for m in failed)))
+        else:
+            bundled = sum(m.status == "bundle" for m in self.modules)
+            lines.append("ok: a worker can import all %d modules (%d only through the bundle)"
+                         % (len(self.modules), bundled))
+        return "\n".join(lines)
+
+
+def _short(m: ModuleCheck, shown: int = 3) -> str:
+    """The referenced names relative to their module, the first few of them."""
+    names = [n[len(m.module) + 1:] or "(the module)" for n in m.referenced_by]
+    more = " and %d more" % (len(names) - shown) if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+# -- reading the payload ---------------------------------------------------------------
+
+class _Str:
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+
+class _Global:
+    __slots__ = ("module", "name")
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module = module
+        self.name = name
+
+
+class _Tuple:
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[object]) -> None:
+        self.items = items
+
+
+class _Malformed(Exception):
+    pass
+
+
+_MARK = object()
+_UNKNOWN = object()  # any value whose content does not matter here
+_STRINGS = frozenset({"UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8",
+                      "STRING", "BINSTRING", "SHORT_BINSTRING"})
+_BYTES = frozenset({"BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8"})
+_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_TUPLES = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
+
+
+def _is_importer(func: object) -> bool:
+    """Callables that import their first argument when the pickle is loaded."""
+    if not isinstance(func, _Global):
+        return False
+    return ((func.name == "subimport" and "cloudpickle" in func.module)
+            or (func.module, func.name) == ("importlib", "import_module"))
+
+
+def _add(refs: dict[str, set[str]], proto: int, module: str, name: str) -> _Global:
+    if proto < 3:
+        # What pickle.Unpickler.find_class does for Python 2 era names (fix_imports).
+        import _compat_pickle
+
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        else:
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+    refs.setdefault(module, set()).add(name)
+    return _Global(module, name)
+
+
+def _pop(stack: list[object]) -> object:
+    if not stack:
+        raise _Malformed("stack underflow")
+    return stack.pop()
+
+
+def _pop_to_mark(stack: list[object]) -> list[object]:
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i] is _MARK:
+            items = stack[i + 1:]
+            del stack[i:]
+            return items
+    raise _Malformed("no mark on the stack")
+
+
+def _walk(stream: IO[bytes], refs: dict[str, set[str]]) -> None:
+    """Follow one pickle up to its STOP, tracking just enough of the stack and memo to
+    know which strings STACK_GLOBAL and importer calls receive."""
+    stack: list[object] = []
+    memo: dict[int, object] = {}
+    proto = 0
+    arg: Any  # its type depends on the opcode
+    for op, arg, _pos in pickletools.genops(stream):
+        name = op.name
+        if name in _STRINGS:
+            stack.append(_Str(arg))
+        elif name == "GLOBAL":
+            module, _, qualname = arg.partition(" ")
+            stack.append(_add(refs, proto, module, qualname))
+        elif name == "STACK_GLOBAL":
+            qualname, module = _pop(stack), _pop(stack)
+            if isinstance(module, _Str) and isinstance(qualname, _Str):
+                stack.append(_add(refs, proto, module.value, qualname.value))
+            else:
+                stack.append(_UNKNOWN)
+        elif name == "MEMOIZE":
+            memo[len(memo)] = stack[-1] if stack else _UNKNOWN
+        elif name in _PUTS:
+            memo[arg] = stack[-1] if stack else _UNKNOWN
+        elif name in _GETS:
+            if arg not in memo:
+                raise _Malformed("memo key %r was never stored" % (arg,))
+            stack.append(memo[arg])
+        elif name == "DUP":
+            stack.append(stack[-1] if stack else _UNKNOWN)
+        elif name in _TUPLES:
+            count = _TUPLES[name]
+            items = [_pop(stack) for _ in range(count)][::-1]
+            stack.append(_Tuple(items))
+        elif name == "TUPLE":
+            stack.append(_Tuple(_pop_to_mark(stack)))
+        elif name == "REDUCE":
+            args, func = _pop(stack), _pop(stack)
+            if _is_importer(func) and isinstance(args, _Tuple) and args.items and isinstance(args.items[0], _Str):
+                refs.setdefault(args.items[0].value, set()).add("")
+            stack.append(_UNKNOWN)
+        else:
+            if name == "PROTO":
+                proto = arg
+            elif name == "INST":
+                module, _, qualname = arg.partition(" ")
+                _add(refs, proto, module, qualname)
+            elif name in _BYTES:
+                _walk_embedded(bytes(arg), refs)
+            _apply_stack_effect(op, stack)
+
+
+def _apply_stack_effect(op: pickletools.OpcodeInfo, stack: list[object]) -> None:
+    before = op.stack_before
+    if pickletools.markobject in before:
+        _pop_to_mark(stack)  # the stack slice above the mark and the mark itself
+        for _ in range(before.index(pickletools.markobject)):
+            _pop(stack)
+    else:
+        for _ in before:
+            _pop(stack)
+    for kind in op.stack_after:
+        stack.append(_MARK if kind is pickletools.markobject else _UNKNOWN)
+
+
+def _walk_embedded(data: bytes, refs: dict[str, set[str]]) -> None:
+    """Pickles inside a byte string (Daft serializes a UDF's cloudpickle payload into
+    the bytes its expression pickles to): every protocol 2+ header is tried, and what a
+    complete parse finds is kept."""
+    stream = io.BytesIO(data)
+    start = data.find(b"\x80")
+    while start != -1 and start + 1 < len(data):
+        if 2 <= data[start + 1] <= 5:
+            found: dict[str, set[str]] = {}
+            stream.seek(start)
+            try:
+                _walk(stream, found)
+            except Exception:
+                # Arbitrary bytes that merely look like a pickle header fail here in
+                # any number of ways; none of them means anything to the caller.
+                start = data.find(b"\x80", start + 1)
+                continue
+            for module, names in found.items():
+                refs.setdefault(module, set()).update(names)
+            start = data.find(b"\x80", stream.tell())
+        else:
+            start = data.find(b"\x80", start + 1)
+
+
+def _references(payload: bytes) -> dict[str, set[str]]:
+    """Module name -> names the payload refers to in it ("" for the module object)."""
+    refs: dict[str, set[str]] = {}
+    try:
+        _walk(io.BytesIO(payload), refs)
+    except (ValueError, _Malformed) as exc:
+        raise CheckError("not a pickle payload: %s" % (exc,)) from exc
+    return refs
+
+
+def _qualified(module: str, names: set[str]) -> tuple[str, ...]:
+    return tuple(sorted(module + "." + n if n else module for n in names))
+
+
+# -- the fresh interpreter -------------------------------------------------------------
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _from_bundle(module: object) -> bool:
+    loader = type(getattr(getattr(module, "__spec__", None), "loader", None))
+    return loader.__name__ == "ShippedLoader" and loader.__module__ == "hn_modulefix._finder"
+
+
+def _probe_one(module_name: str, names: list[str]) -> dict[str, str]:
+    import importlib
+
+    if module_name == "__main__":
+        return {"status": "failed", "kind": "main",
+                "error": "a worker looks these up in its own __main__, not the sender's script"}
+    try:
+        module = importlib.import_module(module_name)
+    except BaseException as exc:  # SystemExit too: a worker would die of it the same way
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        error = "%s: %s" % (type(exc).__name__, message)
+        own = (isinstance(exc, ImportError) and message.startswith("hn_modulefix cannot rebuild module %r"
+                                                                   % module_name))
+        if own:
+            root = _root_cause(exc)
+            file_problem = isinstance(root, OSError) or str(root).startswith("hn_modulefix cannot rebuild")
+            kind = "stale" if file_problem else "raised"
+        elif isinstance(exc, ModuleNotFoundError) and exc.name and (
+                module_name == exc.name or module_name.startswith(exc.name + ".")):
+            kind = "not_found"
+        else:
+            kind = "raised"
+        return {"status": "failed", "kind": kind, "error": error}
+    for name in names:
+        target: object = module
+        try:
+            for part in name.split(".") if name else ():
+                target = getattr(target, part)
+        except Exception as exc:
+            return {"status": "failed", "kind": "attribute",
+                    "error": "%s: %s (looking up %s.%s)" % (type(exc).__name__, exc, module_name, name)}
+    return {"status": "bundle" if _from_bundle(module) else "ok"}
+
+
+def _probe_main(argv: list[str]) -> int:
+    request = json.load(sys.stdin)
+    results = {name: _probe_one(name, names) for name, names in request.items()}
+    with open(argv[0], "w", encoding="utf-8") as f:
+        json.dump(results, f)
+    return 0
+
+
+def _run_probe(request: dict[str, list[str]], manifest: str | None) -> tuple[dict[str, dict[str, str]], list[str]]:
+    if not sys.executable:
+        raise CheckError("this interpreter does not know its own executable (sys.executable is empty)")
+    env = dict(os.environ)
+    if manifest is not None:
+        env[_ENV_MANIFEST] = manifest
+    with tempfile.TemporaryDirectory(prefix="hn_modulefix-check-") as elsewhere:
+        out = os.path.join(elsewhere, "result.json")
+        try:
+            done = subprocess.run([sys.executable, "-m", "hn_modulefix._check", out], input=json.dumps(request),
+                                  cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, timeout=_PROBE_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            raise CheckError("the fresh interpreter did not finish importing within %d s" % exc.timeout) from exc
+        notes = list(dict.fromkeys(line for line in done.stderr.splitlines() if line.startswith("hn_modulefix:")))
+        try:
+            with open(out, encoding="utf-8") as f:
+                return json.load(f), notes
+        except (OSError, ValueError) as exc:
+            last = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            raise CheckError("the fresh interpreter (%s -m hn_modulefix._check) exited with status %d before "
+                             "reporting: %s" % (sys.executable, done.returncode, last[0])) from exc
+
+
+# -- putting it together ---------------------------------------------------------------
+
+def _fix(kind: str, module: str, manifest: str | None, listed: bool | None, manifest_problem: str | None) -> str:
+    if kind == "not_found":
+        if manifest is None:
+            known = sys.modules.get(module)
+            origin = getattr(known, "__file__", None)
+            here = " (here it comes from %s)" % origin if isinstance(origin, str) else ""
+            return ("ship it%s: bundle the script that imports it (`hn-modulefix bundle SCRIPT -o DIR`) and give "
+                    "the workers HN_MODULEFIX_MANIFEST=DIR/manifest.json (%s)" % (here, _ALTERNATIVES))
+        if manifest_problem is not None:
+            return "the bundle cannot be used: %s; re-run `hn-modulefix bundle`" % manifest_problem
+        if not listed:
+            return ("the bundle %s does not list it: bundle the script that imports it too, or add "
+                    "`--include %s` if it is imported in a way the source does not show" % (manifest, module))
+        return ("the bundle lists it but no finder answered in the fresh interpreter: run "
+                "`hn-modulefix doctor` there (start-up hook missing or disabled?)")
+    if kind == "stale":
+        return "the shipped copy is missing or changed since bundling: re-run `hn-modulefix bundle` and ship it again"
+    if kind == "attribute":
+        return ("the module a worker imports lacks what the payload names: ship the sender's version "
+                "(re-run `hn-modulefix bundle`) or install the same version everywhere")
+    if kind == "main":
+        return "move these objects into a module, or pickle them by value (cloudpickle does for __main__)"
+    return "importing it raises in a fresh interpreter, so a worker fails the same way: fix that error"
+
+
+def check(obj: object, *, manifest: PathLike | None = None) -> CheckResult:
+    """Import every module a worker needs to unpickle `obj` in a fresh interpreter.
+
+    `obj` is pickled with cloudpickle; bytes are taken as a payload already pickled
+    (``daft.pickle.dumps(expr)``, say).  `manifest` sets HN_MODULEFIX_MANIFEST for the
+    fresh interpreter; by default it inherits this process's environment unchanged.
+    """
+    from hn_modulefix._manifest import ManifestError, load
+
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        payload = bytes(obj)
+    else:
+        try:
+            import cloudpickle
+        except ImportError as exc:
+            raise CheckError("check(obj) pickles with cloudpickle, which is not installed; "
+                             "pass the pickled bytes instead") from exc
+        payload = cloudpickle.dumps(obj)
+    refs = _references(payload)
+
+    listed: frozenset[str] = frozenset()
+    manifest_problem = None
+    active = os.environ.get(_ENV_MANIFEST) or None
+    if manifest is not None:
+        active = os.path.abspath(os.fspath(manifest))
+        listed = frozenset(load(active).by_name)  # one given explicitly must be usable
+    elif active is not None:
+        try:
+            listed = frozenset(load(os.path.abspath(active)).by_name)
+        except ManifestError as exc:
+            # Inherited from the environment, it is reported as the workers meet it.
+            manifest_problem = str(exc)
+
+    outcomes, notes = _run_probe({m: sorted(names) for m, names in sorted(refs.items())}, active)
+    modules = []
+    for module, names in sorted(refs.items()):
+        outcome = outcomes[module]
+        fix = None
+        if outcome["status"] == "failed":
+            fix = _fix(outcome["kind"], module, active, module in listed, manifest_problem)
+        modules.append(ModuleCheck(module, outcome["status"], _qualified(module, names), outcome.get("error"), fix))
+    return CheckResult(tuple(modules), active, tuple(notes))
+
+
+def cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("payload", metavar="PAYLOAD_FILE", help="a pickle, e.g. written by daft.pickle.dumps(expr)")
+    parser.add_argument("--manifest", metavar="PATH",
+                        help="check with this bundle manifest active (default: $HN_MODULEFIX_MANIFEST as set)")
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    with open(args.payload, "rb") as f:
+        payload = f.read()
+    try:
+        result = check(payload, manifest=args.manifest)
+    except CheckError as exc:
+        print("hn-modulefix check: error: %s: %s" % (args.payload, exc), file=sys.stderr)
+        return 1
+    print(result.report())
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_probe_main(sys.argv[1:]))

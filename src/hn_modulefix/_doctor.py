@@ -1,0 +1,205 @@
+"""`hn-modulefix doctor`: whether the start-up hook works in this interpreter.
+
+It reports what decides whether a process started here gets the finder: the start-up
+flags, the .pth hook in site-packages and the boot module it imports, the manifest and
+the hash of every file it lists, and every `sitecustomize` on sys.path.  Whether the hook
+installed the finder at start is asked of a fresh interpreter with the same executable,
+flags and environment: in this process the CLI's own imports may have installed it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from importlib.machinery import PathFinder
+
+from hn_modulefix._manifest import ManifestError, Source, load, sha256_bytes
+
+# Not imported from the boot module: importing it installs the finder.
+_ENV_MANIFEST = "HN_MODULEFIX_MANIFEST"
+_PTH_NAME = "hn_modulefix.pth"
+_BOOT = "_hn_modulefix_boot"
+_ASK_FINDER = ("import sys\n"
+               "found = [f for f in sys.meta_path if getattr(f, '_hn_modulefix_finder', False)]\n"
+               "print(getattr(found[0], '__file__', None) or repr(found[0]) if found else '')\n")
+
+
+class _Doctor:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.problems: list[str] = []
+
+    def row(self, label: str, value: str) -> None:
+        self.lines.append("%-14s %s" % (label, value))
+
+    def more(self, value: str) -> None:
+        self.lines.append("%-14s %s" % ("", value))
+
+
+def _flag_args() -> list[str]:
+    """The command-line options of this interpreter that change what runs at start."""
+    flags = sys.flags
+    args = ["-S"] if flags.no_site else []
+    if flags.isolated:
+        return args + ["-I"]
+    if flags.ignore_environment:
+        args.append("-E")
+    if flags.no_user_site:
+        args.append("-s")
+    if getattr(flags, "safe_path", False):
+        args.append("-P")
+    return args
+
+
+def _describe_flags() -> str:
+    if sys.flags.no_site:
+        return "-S: `site` is disabled, so no .pth file or sitecustomize runs, the start-up hook neither"
+    if sys.flags.isolated:
+        return ("-I: PYTHONPATH and the user site are ignored (a sitecustomize hook on PYTHONPATH cannot run);"
+                " .pth files in site-packages still run")
+    if sys.flags.ignore_environment:
+        return ("-E: PYTHONPATH is ignored (a sitecustomize hook on PYTHONPATH cannot run);"
+                " .pth files in site-packages still run")
+    return "none that disable start-up hooks (no -S, -I or -E)"
+
+
+def _site_dirs() -> list[str]:
+    """The directories whose .pth files `site` runs (a site-packages directory that is
+    merely on sys.path, through PYTHONPATH or a .pth path line, does not count)."""
+    import site
+
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    unique: dict[str, str] = {}
+    for d in dirs:
+        unique.setdefault(os.path.realpath(d), d)
+    return list(unique.values())
+
+
+def _source_problem(source: Source) -> tuple[str, str | None]:
+    """The state of one listed file, and what is wrong with it (None when nothing)."""
+    try:
+        with open(source.path, "rb") as f:
+            digest = sha256_bytes(f.read())
+    except FileNotFoundError:
+        return "MISSING", "the file is missing"
+    except OSError as exc:
+        return "UNREADABLE", "cannot read it: %s" % (exc.strerror or exc)
+    if digest != source.sha256:
+        return "CHANGED", ("sha256 mismatch: the manifest lists %s, the file has %s (changed after bundling)"
+                           % (source.sha256[:12], digest[:12]))
+    return "ok", None
+
+
+def _finder_at_start() -> tuple[str | None, str]:
+    """What a fresh interpreter like this one has on sys.meta_path from hn_modulefix,
+    and the first line it printed about hn_modulefix."""
+    done = subprocess.run([sys.executable, *_flag_args(), "-c", _ASK_FINDER], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    said = [line for line in done.stderr.splitlines() if "hn_modulefix" in line]
+    lines = done.stdout.splitlines()
+    return (lines[-1] or None) if lines else None, said[0] if said else ""
+
+
+def _sitecustomizes() -> list[str]:
+    ran = getattr(sys.modules.get("sitecustomize"), "__file__", None)
+    ran_real = os.path.realpath(ran) if isinstance(ran, str) else None
+    found: list[str] = []
+    for entry in sys.path:
+        spec = PathFinder.find_spec("sitecustomize", [entry])
+        if spec is not None and spec.origin and spec.origin not in found:
+            found.append(spec.origin)
+    if isinstance(ran, str) and ran_real not in {os.path.realpath(f) for f in found}:
+        found.insert(0, ran)  # it ran from a directory no longer on sys.path
+    described = []
+    for origin in found:
+        notes = ["ran" if os.path.realpath(origin) == ran_real else "did not run: only one sitecustomize runs"]
+        try:
+            with open(origin, "rb") as f:
+                if _BOOT.encode() in f.read():
+                    notes.append("hn_modulefix's hook")
+        except OSError:
+            pass
+        described.append("%s (%s)" % (origin, "; ".join(notes)))
+    return described
+
+
+def _manifest_rows(doc: _Doctor, manifest_path: str) -> None:
+    try:
+        manifest = load(manifest_path)
+    except ManifestError as exc:
+        doc.row("manifest", "%s (from %s): does not parse" % (manifest_path, _ENV_MANIFEST))
+        doc.problems.append("%s; the finder stays disabled: re-run `hn-modulefix bundle`" % (exc,))
+        return
+    count = len(manifest.sources)
+    doc.row("manifest", "%s (from %s): parses, %d file%s"
+            % (manifest.path, _ENV_MANIFEST, count, "" if count == 1 else "s"))
+    width = max([len(source.relpath) for source in manifest.sources] + [0])
+    for source in manifest.sources:
+        state, problem = _source_problem(source)
+        doc.lines.append("  %-12s %-*s  %s" % (state, width, source.relpath, ", ".join(source.names)))
+        if problem is not None:
+            doc.problems.append("%s (%s): %s; re-run `hn-modulefix bundle`"
+                                % (source.path, ", ".join(source.names), problem))
+
+
+def doctor() -> tuple[list[str], list[str]]:
+    """The report lines and the problems found (none when everything works)."""
+    doc = _Doctor()
+    doc.row("interpreter", "%s (Python %s)" % (sys.executable, sys.version.split()[0]))
+    doc.row("start flags", _describe_flags())
+
+    pths = [os.path.join(d, _PTH_NAME) for d in _site_dirs() if os.path.isfile(os.path.join(d, _PTH_NAME))]
+    doc.row(".pth hook", pths[0] if pths else "no %s in any site-packages directory" % _PTH_NAME)
+    for pth in pths[1:]:
+        doc.more(pth)
+    boot = PathFinder.find_spec(_BOOT)
+    doc.row("boot module", boot.origin if boot is not None and boot.origin else "not found on sys.path")
+    if pths and boot is None:
+        doc.problems.append("%s imports %s, which is not installed: reinstall hn_modulefix" % (pths[0], _BOOT))
+
+    manifest = os.environ.get(_ENV_MANIFEST)
+    if not manifest:
+        doc.row("finder", "not installed (the hook stays inert while %s is not set)" % _ENV_MANIFEST)
+        doc.row("manifest", "%s is not set" % _ENV_MANIFEST)
+    else:
+        finder, said = _finder_at_start()
+        if finder:
+            doc.row("finder", "installed at start-up by %s" % finder)
+        else:
+            doc.row("finder", "NOT installed at start-up")
+            if sys.flags.no_site:
+                why = "python -S disables the start-up hook"
+            elif not pths:
+                why = ("no %s in site-packages: pip install hn_modulefix, or run "
+                       "`python -m hn_modulefix install-hook`" % _PTH_NAME)
+            else:
+                why = said or "see `python -c pass` in this environment for errors"
+            doc.problems.append("%s is set but a fresh interpreter has no finder: %s" % (_ENV_MANIFEST, why))
+        _manifest_rows(doc, os.path.abspath(manifest))
+
+    sitecustomizes = _sitecustomizes()
+    doc.row("sitecustomize", sitecustomizes[0] if sitecustomizes else "none on sys.path")
+    for line in sitecustomizes[1:]:
+        doc.more(line)
+    return doc.lines, doc.problems
+
+
+def cli_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def cli_run(args: argparse.Namespace) -> int:
+    lines, problems = doctor()
+    for line in lines:
+        print(line)
+    if not problems:
+        print("no problems found")
+        return 0
+    print("%d problem%s:" % (len(problems), "" if len(problems) == 1 else "s"))
+    for problem in problems:
+        print("  " + problem)
+    return 1

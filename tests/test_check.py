@@ -1,0 +1,402 @@
+"""Diagnostics: `check` (payload references tried in a fresh interpreter) and `doctor`."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import decimal
+import fractions
+import functools
+import hashlib
+import http
+import importlib
+import importlib.util
+import io
+import ipaddress
+import json
+import os
+import pathlib
+import pickle
+import re
+import shutil
+import sys
+import uuid
+from pathlib import Path
+
+import cloudpickle
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from _support import REPO, clean_env, run, venv_site
+from hn_modulefix import CheckError, bundle, check
+from hn_modulefix._check import _references
+
+# -- the opcode walker, in process -----------------------------------------------------
+
+
+def test_stack_global_strings_from_the_memo() -> None:
+    # The second STACK_GLOBAL gets its module string back from the memo (BINGET 1).
+    payload = pickle.dumps([collections.OrderedDict, collections.Counter], protocol=4)
+    assert b"h\x01\x8c\x07Counter" in payload
+    assert _references(payload) == {"collections": {"OrderedDict", "Counter"}}
+
+
+def test_stack_global_with_long_memo_keys_and_puts() -> None:
+    # Hand-written: strings stored with BINPUT/LONG_BINPUT, read back with LONG_BINGET/BINGET.
+    payload = (b"\x80\x04"
+               b"\x8c\x08json.foo\x94"                  # memo 0: a decoy string
+               b"\x8c\x04json\x71\x05"                  # BINPUT 5
+               b"\x8c\x05dumps\x72\x00\x01\x00\x00"     # LONG_BINPUT 256
+               b"\x6a\x05\x00\x00\x00\x6a\x00\x01\x00\x00\x93"  # LONG_BINGET 5, LONG_BINGET 256, STACK_GLOBAL
+               b"\x68\x05\x8c\x05loads\x93"             # BINGET 5, 'loads', STACK_GLOBAL
+               b"\x86.")
+    assert _references(payload) == {"json": {"dumps", "loads"}}
+
+
+def test_protocol_0_global_and_python_2_names() -> None:
+    # Protocol 0 and 2 name Python 2 modules; the unpickler maps them, and so does check.
+    assert _references(b"cos\nsep\np0\n.") == {"os": {"sep"}}
+    assert _references(pickle.dumps(collections.OrderedDict(a=1), protocol=0)) == {"collections": {"OrderedDict"}}
+    assert _references(pickle.dumps(range(2), protocol=2)) == {"builtins": {"range"}}
+    assert _references(pickle.dumps(decimal.Decimal(1), protocol=1)) == {"decimal": {"Decimal"}}
+
+
+def test_dotted_qualified_names_and_cloudpickle_module_imports() -> None:
+    namespace = {"json": json}
+    exec("def dump_it(x):\n    return json.dumps(x)\n", namespace)  # not importable: pickled by value
+    payload = cloudpickle.dumps([namespace["dump_it"], json.JSONEncoder.default])
+    refs = _references(payload)
+    assert refs["json"] == {""}  # the module object the function uses as a global
+    assert refs["json.encoder"] == {"JSONEncoder.default"}
+    assert "subimport" in refs["cloudpickle.cloudpickle"]
+
+
+def test_pickles_inside_byte_strings() -> None:
+    inner = pickle.dumps(fractions.Fraction(1, 3), protocol=5)
+    blob = b"\x80\x05 not a pickle \x80\x02\x95" + len(inner).to_bytes(8, "little") + inner + b"\x80"
+    payload = pickle.dumps({"blob": blob, "when": datetime.date(2020, 1, 2)}, protocol=5)
+    assert _references(payload) == {"fractions": {"Fraction"}, "datetime": {"date"}}
+
+
+def test_not_a_pickle() -> None:
+    with pytest.raises(CheckError, match="not a pickle payload"):
+        _references(b"\x80\x05\x95garbage")
+
+
+POOL = [collections.OrderedDict(a=1), collections.Counter("ab"), datetime.date(2020, 1, 2),
+        datetime.timedelta(1), decimal.Decimal("1.5"), fractions.Fraction(1, 3), json.dumps, os.path.join,
+        http.HTTPStatus.OK, uuid.UUID(int=5), pathlib.PurePosixPath("a/b"), collections.OrderedDict,
+        ipaddress.IPv4Address("1.2.3.4"), range(3), frozenset([1]), complex(1, 2), bytearray(b"x"),
+        functools.partial(max, 1), datetime.datetime.fromisoformat, "text", 7]
+
+
+def resolve(module: str, name: str) -> object:
+    target: object = importlib.import_module(module)
+    for part in name.split("."):
+        target = getattr(target, part)
+    return target
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.recursive(st.sampled_from(POOL),
+                    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+                    | st.dictionaries(st.text(max_size=2), inner, max_size=3), max_leaves=12),
+       st.integers(0, 5))
+def test_walker_finds_what_the_unpickler_looks_up(obj: object, protocol: int) -> None:
+    looked_up: list[object] = []
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> object:
+            found = super().find_class(module, name)
+            looked_up.append(found)
+            return found
+
+    payload = pickle.dumps(obj, protocol=protocol)
+    Recorder(io.BytesIO(payload)).load()
+    walked = [resolve(module, name) for module, names in _references(payload).items() for name in names]
+    assert {id(x) for x in walked} == {id(x) for x in looked_up}
+
+
+# -- check(), in fresh interpreters ----------------------------------------------------
+
+STATUS_LINE = re.compile(r"^  (ok|bundle|FAILED) +(\S+)")
+
+
+def statuses(report: str) -> dict[str, str]:
+    return {m.group(2): m.group(1) for m in map(STATUS_LINE.match, report.splitlines()) if m}
+
+
+@pytest.fixture
+def record_module(tmp_path: Path, import_state: None, monkeypatch: pytest.MonkeyPatch):
+    """`record`, loaded the way a platform's CLI loads a user script: by file location."""
+    monkeypatch.delenv("HN_MODULEFIX_MANIFEST", raising=False)
+    path = tmp_path / "proj" / "record.py"
+    path.parent.mkdir()
+    path.write_text("import dataclasses\n\n@dataclasses.dataclass\nclass Point:\n    x: int\n    tags: object\n")
+    spec = importlib.util.spec_from_file_location("record", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["record"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cloudpickle_payload_fails_without_and_passes_with_a_bundle(record_module, tmp_path: Path) -> None:
+    point = record_module.Point(1, collections.OrderedDict(a=1))
+    red = check(point)
+    assert not red.ok and red.manifest is None
+    assert [(m.module, m.status, m.referenced_by) for m in red.modules] == [
+        ("collections", "ok", ("collections.OrderedDict",)),
+        ("record", "failed", ("record.Point",)),
+    ]
+    (failed,) = red.failed
+    assert failed.error == "ModuleNotFoundError: No module named 'record'"
+    assert failed.fix.startswith("ship it (here it comes from %s): bundle the script that imports it "
+                                 "(`hn-modulefix bundle SCRIPT -o DIR`)" % record_module.__file__)
+    assert red.report().splitlines() == [
+        "2 modules to import, tried in a fresh `python -m` in another directory (HN_MODULEFIX_MANIFEST unset):",
+        "  ok      collections  OrderedDict",
+        "  FAILED  record",
+        "          ModuleNotFoundError: No module named 'record'",
+        "          referenced by: record.Point",
+        "          fix: " + failed.fix,
+        "FAILED: 1 of 2 modules cannot be imported by a worker: record",
+    ]
+
+    manifest = bundle(record_module.__file__, out=tmp_path / "bundle", root=tmp_path / "proj")
+    green = check(cloudpickle.dumps(point), manifest=manifest)
+    assert green.ok and green.manifest == str(manifest)
+    assert green.report().splitlines()[1:] == [
+        "  ok      collections  OrderedDict",
+        "  bundle  record       Point",
+        "ok: a worker can import all 2 modules (1 only through the bundle)",
+    ]
+
+
+def test_a_function_pickled_by_value_needs_its_global_modules(record_module, tmp_path: Path) -> None:
+    namespace = {"record": record_module}
+    exec("def make(x):\n    return record.Point(x, None)\n", namespace)
+    (failed,) = check(namespace["make"]).failed
+    assert (failed.module, failed.referenced_by) == ("record", ("record",))
+
+
+def test_a_bundle_that_does_not_list_the_module(record_module, tmp_path: Path) -> None:
+    other = tmp_path / "other" / "unrelated.py"
+    other.parent.mkdir()
+    other.write_text("")
+    manifest = bundle(other, out=tmp_path / "bundle", root=other.parent)
+    (failed,) = check(record_module.Point(1, None), manifest=manifest).failed
+    assert failed.fix == ("the bundle %s does not list it: bundle the script that imports it too, or add "
+                          "`--include record` if it is imported in a way the source does not show" % manifest)
+
+
+def test_an_inherited_broken_manifest_is_met_as_workers_meet_it(
+        record_module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = tmp_path / "manifest.json"
+    broken.write_text("{")
+    monkeypatch.setenv("HN_MODULEFIX_MANIFEST", str(broken))
+    result = check(record_module.Point(1, None))
+    (failed,) = result.failed
+    assert failed.fix.startswith("the bundle cannot be used: manifest %s is not valid JSON" % broken)
+    assert result.notes == ("hn_modulefix: finder disabled: manifest %s is not valid JSON: "
+                            "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)" % broken,)
+    assert result.report().splitlines()[-2] == result.notes[0]
+
+
+def test_stale_attribute_and_main_references(record_module, tmp_path: Path) -> None:
+    manifest = bundle(record_module.__file__, out=tmp_path / "bundle", root=tmp_path / "proj")
+    payload = b"\x80\x04\x8c\x06record\x94\x8c\x05Point\x93h\x00\x8c\x04Gone\x93\x8c\x08__main__\x8c\x01X\x93\x87."
+    result = check(payload, manifest=manifest)
+    by_module = {m.module: m for m in result.modules}
+    assert by_module["record"].error == ("AttributeError: module 'record' has no attribute 'Gone' "
+                                         "(looking up record.Gone)")
+    assert by_module["__main__"].fix.startswith("move these objects into a module")
+
+    shipped = tmp_path / "bundle" / "modules" / "record.py"
+    shipped.write_text(shipped.read_text() + "# edited\n")
+    failed = {m.module: m for m in check(payload, manifest=manifest).failed}["record"]
+    assert failed.fix.startswith("the shipped copy is missing or changed since bundling")
+    # What the worker sees: the finder's error, naming module, file, bundle and reason.
+    assert failed.error.startswith("ImportError: hn_modulefix cannot rebuild module 'record' from %s (bundle %s): "
+                                   % (shipped, manifest))
+    assert "sha256 mismatch: the manifest lists" in failed.error
+
+
+def make_daft_payload(python: Path, scripts: Path, out: Path) -> None:
+    code = ("import importlib, sys\nsys.path.insert(0, %r)\npipeline = importlib.import_module('pipeline')\n"
+            "import daft, daft.pickle\n"
+            "expr = pipeline.SentimentModel(pipeline.Scoring(1.0, 1.0))(daft.col('text'), daft.col('stars'))\n"
+            "open(%r, 'wb').write(daft.pickle.dumps(expr))\n" % (str(scripts), str(out)))
+    done = run([str(python), "-c", code], cwd=out.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_daft_udf_expression_fails_without_and_passes_with_a_bundle(
+        example_project: Path, hook_python: Path, tmp_path: Path) -> None:
+    payload = tmp_path / "udf.pkl"
+    make_daft_payload(hook_python, example_project / "scripts", payload)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    red = run([str(hook_python), "-m", "hn_modulefix", "check", str(payload)], cwd=elsewhere)
+    assert (red.returncode, red.stderr) == (1, ""), red.stderr
+    lines = red.stdout.splitlines()
+    found = statuses(red.stdout)
+    assert {m for m, s in found.items() if s == "FAILED"} == {"helpers", "pipeline"}
+    assert found["builtins"] == found["daft.daft"] == found["daft.expressions.expressions"] == "ok"
+    assert lines[0] == ("%d modules to import, tried in a fresh `python -m` in another directory "
+                        "(HN_MODULEFIX_MANIFEST unset):" % len(found))
+    fix = ("          fix: ship it: bundle the script that imports it (`hn-modulefix bundle SCRIPT -o DIR`) and give "
+           "the workers HN_MODULEFIX_MANIFEST=DIR/manifest.json (Modal: hn_modulefix.image_layer(); "
+           "Ray: hn_modulefix.ray_runtime_env())")
+    start = lines.index("  FAILED  pipeline")
+    assert lines[start:start + 4] == ["  FAILED  pipeline",
+                                      "          ModuleNotFoundError: No module named 'pipeline'",
+                                      "          referenced by: pipeline.Scoring",
+                                      fix]
+    start = lines.index("  FAILED  helpers")
+    assert lines[start:start + 4] == ["  FAILED  helpers",
+                                      "          ModuleNotFoundError: No module named 'helpers'",
+                                      "          referenced by: helpers.Review, helpers.Sentiment, helpers.tokens",
+                                      fix]
+    assert lines[-1] == "FAILED: 2 of %d modules cannot be imported by a worker: helpers, pipeline" % len(found)
+
+    made = run([str(hook_python), "-m", "hn_modulefix", "bundle", "scripts/pipeline.py", "-o", str(tmp_path / "b")],
+               cwd=example_project)
+    manifest = made.stdout.splitlines()[-1]
+    green = run([str(hook_python), "-m", "hn_modulefix", "check", str(payload), "--manifest", manifest], cwd=elsewhere)
+    assert (green.returncode, green.stderr) == (0, ""), green.stdout + green.stderr
+    found = statuses(green.stdout)
+    assert {m for m, s in found.items() if s != "ok"} == {"helpers", "pipeline"}
+    assert found["helpers"] == found["pipeline"] == "bundle"
+    assert re.search(r"^  bundle  pipeline +Scoring$", green.stdout, re.M)
+    assert green.stdout.splitlines()[-1] == ("ok: a worker can import all %d modules (2 only through the bundle)"
+                                             % len(found))
+
+
+def test_daft_worker_names_module_alias_file_bundle_and_reason(
+        example_project: Path, hook_python: Path, tmp_path: Path) -> None:
+    made = run([str(hook_python), "-m", "hn_modulefix", "bundle", "scripts/pipeline.py", "-o", str(tmp_path / "b")],
+               cwd=example_project)
+    manifest = made.stdout.splitlines()[-1]
+    shipped = tmp_path / "b" / "modules" / "scripts" / "helpers.py"
+    shipped.write_text(shipped.read_text() + "# edited after bundling\n")
+    code = ("import importlib, sys\nsys.path.insert(0, %r)\nimportlib.import_module('pipeline').run()\n"
+            % str(example_project / "scripts"))
+    # Only the UDF worker rebuilds from the bundle: the driver imports pipeline from its path.
+    red = run([str(hook_python), "-c", code], cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=manifest))
+    assert red.returncode != 0
+    stderr = red.stderr.replace("\\'", "'")  # Daft quotes the worker's error inside a Rust panic message
+    expected = ("ImportError: hn_modulefix cannot rebuild module 'helpers' (also listed as 'scripts.helpers') "
+                "from %s (bundle %s): " % (shipped, manifest))
+    assert expected in stderr, stderr[-3000:]
+    assert "sha256 mismatch: the manifest lists" in stderr.split(expected, 1)[1].split('")', 1)[0]
+
+
+def test_cli_errors(tmp_path: Path) -> None:
+    (tmp_path / "junk.pkl").write_bytes(b"junk")
+    result = run([sys.executable, "-m", "hn_modulefix", "check", "junk.pkl"], cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("hn-modulefix check: error: junk.pkl: not a pickle payload: ")
+    (tmp_path / "ok.pkl").write_bytes(pickle.dumps(1))
+    result = run([sys.executable, "-m", "hn_modulefix", "check", "ok.pkl", "--manifest", "nowhere.json"],
+                 cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        1, "hn-modulefix check: error: cannot read manifest %s: No such file or directory\n"
+        % (tmp_path / "nowhere.json"))
+
+
+# -- doctor ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def job_manifest(tmp_path: Path) -> Path:
+    project = tmp_path / "proj"
+    (project / "scripts").mkdir(parents=True)
+    (project / "scripts" / "job.py").write_text("X = 1\n")
+    return bundle(project / "scripts" / "job.py", out=tmp_path / "bundle", root=project)
+
+
+def doctor(python: Path, *flags: str, cwd: Path, **env: str):
+    return run([str(python), *flags, "-m", "hn_modulefix", "doctor"], cwd=cwd, env=clean_env(**env))
+
+
+def test_doctor_inert_without_a_manifest(hook_python: Path, tmp_path: Path) -> None:
+    site = venv_site(hook_python.parent.parent)
+    result = doctor(hook_python, cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines() == [
+        "interpreter    %s (Python %s)" % (hook_python, sys.version.split()[0]),
+        "start flags    none that disable start-up hooks (no -S, -I or -E)",
+        ".pth hook      %s" % (site / "hn_modulefix.pth"),
+        "boot module    %s" % (site / "_hn_modulefix_boot.py"),
+        "finder         not installed (the hook stays inert while HN_MODULEFIX_MANIFEST is not set)",
+        "manifest       HN_MODULEFIX_MANIFEST is not set",
+        "sitecustomize  none on sys.path",
+        "no problems found",
+    ]
+
+
+def test_doctor_with_a_manifest_lists_every_file(hook_python: Path, job_manifest: Path, tmp_path: Path) -> None:
+    site = venv_site(hook_python.parent.parent)
+    result = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[4:] == [
+        "finder         installed at start-up by %s" % (site / "_hn_modulefix_boot.py"),
+        "manifest       %s (from HN_MODULEFIX_MANIFEST): parses, 1 file" % job_manifest,
+        "  ok           modules/scripts/job.py  job, scripts.job",
+        "sitecustomize  none on sys.path",
+        "no problems found",
+    ]
+
+    shipped = job_manifest.parent / "modules" / "scripts" / "job.py"
+    shipped.write_text("X = 2\n")
+    result = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[6] == "  CHANGED      modules/scripts/job.py  job, scripts.job"
+    assert lines[-2:] == ["1 problem:",
+                          "  %s (job, scripts.job): sha256 mismatch: the manifest lists %s, the file has %s "
+                          "(changed after bundling); re-run `hn-modulefix bundle`"
+                          % (shipped, json.loads(job_manifest.read_text())["modules"][0]["sha256"][:12],
+                             hashlib.sha256(b"X = 2\n").hexdigest()[:12])]
+    shipped.unlink()
+    lines = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest)).stdout.splitlines()
+    assert lines[6] == "  MISSING      modules/scripts/job.py  job, scripts.job"
+
+
+def test_doctor_reports_an_unparsable_manifest(hook_python: Path, tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text("{")
+    result = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(tmp_path / "manifest.json"))
+    assert result.returncode == 1
+    assert "manifest       %s (from HN_MODULEFIX_MANIFEST): does not parse" % (tmp_path / "manifest.json") \
+        in result.stdout.splitlines()
+    assert result.stdout.splitlines()[-1].startswith("  manifest %s is not valid JSON" % (tmp_path / "manifest.json"))
+
+
+def test_doctor_without_site(hook_python: Path, job_manifest: Path, tmp_path: Path) -> None:
+    # -S: nothing of site-packages runs; hn_modulefix itself is reached through PYTHONPATH.
+    site = venv_site(hook_python.parent.parent)
+    result = doctor(hook_python, "-S", cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest), PYTHONPATH=str(site))
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[1] == ("start flags    -S: `site` is disabled, so no .pth file or sitecustomize runs, "
+                        "the start-up hook neither")
+    assert "finder         NOT installed at start-up" in lines
+    assert ("  HN_MODULEFIX_MANIFEST is set but a fresh interpreter has no finder: python -S disables the "
+            "start-up hook") in lines
+
+
+def test_doctor_lists_every_sitecustomize_in_order(hook_python: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    (first / "sitecustomize.py").write_text("")
+    second.mkdir()
+    shutil.copy(REPO / "sitecustomize.py", second)
+    result = doctor(hook_python, cwd=tmp_path, PYTHONPATH="%s:%s" % (first, second))
+    assert result.returncode == 0
+    lines = result.stdout.splitlines()
+    start = lines.index("sitecustomize  %s (ran)" % (first / "sitecustomize.py"))
+    assert lines[start + 1] == ("               %s (did not run: only one sitecustomize runs; hn_modulefix's hook)"
+                                % (second / "sitecustomize.py"))
