@@ -26,10 +26,9 @@ import sys
 import tempfile
 from typing import IO, Any, Union
 
+from _hn_modulefix_boot import ENV_MANIFEST as _ENV_MANIFEST
+
 PathLike = Union[str, "os.PathLike[str]"]
-# Not imported from the boot module: importing it installs the finder, and neither this
-# process nor the fresh interpreter may get one the start-up hook did not install.
-_ENV_MANIFEST = "HN_MODULEFIX_MANIFEST"
 _PROBE_TIMEOUT = 600.0  # seconds; importing a stack like daft + torch can take a while
 _ALTERNATIVES = "Modal: hn_modulefix.image_layer(); Ray: hn_modulefix.ray_runtime_env()"
 

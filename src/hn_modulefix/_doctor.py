@@ -15,11 +15,10 @@ import subprocess
 import sys
 from importlib.machinery import PathFinder
 
+from _hn_modulefix_boot import ENV_MANIFEST as _ENV_MANIFEST
+from hn_modulefix._hook import PTH_NAME as _PTH_NAME
 from hn_modulefix._manifest import ManifestError, Source, load, sha256_bytes
 
-# Not imported from the boot module: importing it installs the finder.
-_ENV_MANIFEST = "HN_MODULEFIX_MANIFEST"
-_PTH_NAME = "hn_modulefix.pth"
 _BOOT = "_hn_modulefix_boot"
 _ASK_FINDER = ("import sys\n"
                "found = [f for f in sys.meta_path if getattr(f, '_hn_modulefix_finder', False)]\n"
