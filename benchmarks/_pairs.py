@@ -1,0 +1,113 @@
+"""Shared by every benchmark: the two sides (a venv with the wheel installed, one
+without hn_modulefix), paired A/B timing and instruction counts.
+
+Each pair times A and B back to back, in alternating order, and keeps the ratio A/B of
+the pair: the median of many pairs is robust to machine noise that a ratio of two
+separate medians is not.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parent.parent
+# The benchmarks build venvs with the test helpers rather than a copy of them.
+sys.path.insert(0, str(REPO))
+
+from tests._support import build_wheel, clean_env, make_venv  # noqa: E402
+
+Timer = Callable[[], float]  # runs the thing once, returns the seconds it took
+
+
+def venvs(root: Path, *, host_packages: bool = False) -> tuple[str, str]:
+    """Interpreters of two fresh venvs under `root`: A with the wheel pip-installed (its
+    .pth runs at every start), B without hn_modulefix; `host_packages` as in make_venv."""
+    wheel = build_wheel(root / "dist")
+    return (str(make_venv(root / "with", wheel=wheel, host_packages=host_packages)),
+            str(make_venv(root / "without", host_packages=host_packages)))
+
+
+def bundle(python: str, script: Path, out: Path) -> str:
+    """Bundle `script` (project root: its directory) with the CLI; the manifest path."""
+    done = subprocess.run([python, "-m", "hn_modulefix", "bundle", str(script), "-o", str(out)], env=clean_env(),
+                          cwd=script.parent, check=True, stdout=subprocess.PIPE, text=True)
+    return done.stdout.splitlines()[-1]
+
+
+def check_hooked(python: str, env: dict[str, str]) -> None:
+    """Fail unless the start-up hook really is on sys.meta_path in `python` under `env`."""
+    done = subprocess.run([python, "-c", "import sys; print(sys.meta_path[-1].__name__)"],
+                          env=env, check=True, stdout=subprocess.PIPE, text=True)
+    if done.stdout.strip() != "_hn_modulefix_boot":
+        raise SystemExit("the start-up hook is not active in %s: %r" % (python, done.stdout))
+
+
+def command(argv: list[str], env: dict[str, str], cwd: str | None = None) -> Timer:
+    """A fresh process running `argv`, timed from launch to exit; it must succeed."""
+    def once() -> float:
+        start = time.perf_counter()
+        subprocess.run(argv, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.perf_counter() - start
+    return once
+
+
+def interpreter(python: str, env: dict[str, str], code: str = "pass", cwd: str | None = None) -> Timer:
+    return command([python, "-c", code], env, cwd)
+
+
+def paired(a: Timer, b: Timer, pairs: int, warmup: int = 10) -> tuple[float, float, float]:
+    """Median A/B ratio and the median times of A and B, in seconds."""
+    for _ in range(warmup):  # warm the page cache, the bytecode and the allocator of both
+        a()
+        b()
+    ratios, times_a, times_b = [], [], []
+    for i in range(pairs):
+        if i % 2:
+            tb, ta = b(), a()
+        else:
+            ta, tb = a(), b()
+        ratios.append(ta / tb)
+        times_a.append(ta)
+        times_b.append(tb)
+    return statistics.median(ratios), statistics.median(times_a), statistics.median(times_b)
+
+
+def instructions(python: str, env: dict[str, str], code: str = "pass") -> int | None:
+    """Instructions executed by one run, counted by callgrind: repeatable where wall
+    time is noisy (hash randomization off, so dict layouts match between runs)."""
+    if shutil.which("valgrind") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + os.path.join(tmp, "cg"),
+                              python, "-c", code], env=dict(env, PYTHONHASHSEED="0"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
+    match = re.search(r"Collected : (\d+)", out.stderr)
+    return int(match.group(1)) if match else None
+
+
+def machine() -> str:
+    """One line naming what the numbers were measured on."""
+    import platform
+
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    try:
+        system = platform.freedesktop_os_release()["PRETTY_NAME"]
+    except (OSError, AttributeError, KeyError):  # not Linux, or Python < 3.10
+        system = platform.system()
+    return "%d CPUs (%s), Python %s, %s, kernel %s" % (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0,
+        model, platform.python_version(), system, platform.release())
