@@ -7,9 +7,9 @@ to the modal client versions in hn_modulefix._modal.SUPPORTED_MODAL_VERSIONS (1.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,8 +85,8 @@ def write_project(tmp_path: Path, *, layer: bool, helper: bool = False, workdir:
     return project
 
 
-def emulate(project: Path, *args: str) -> "run":
-    return run([sys.executable, "-m", "hn_modulefix", "emulate", *args], cwd=project, timeout=600)
+def emulate(project: Path, *args: str, python: Path = Path(sys.executable)) -> "subprocess.CompletedProcess[str]":
+    return run([str(python), "-m", "hn_modulefix", "emulate", *args], cwd=project, timeout=600)
 
 
 def test_modal_client_version_is_one_the_offline_reading_supports() -> None:
@@ -94,7 +94,8 @@ def test_modal_client_version_is_one_the_offline_reading_supports() -> None:
 
 
 @pytest.mark.parametrize("copy", [False, True])
-def test_layer_plans_package_install_env_and_bundle(tmp_path: Path, copy: bool) -> None:
+def test_layer_plans_package_install_env_and_bundle(tmp_path: Path, hook_python: Path, copy: bool) -> None:
+    # hook_python: hn_modulefix installed from the wheel, so the layer copies what a user has.
     project = write_project(tmp_path, layer=True, helper=True)
     code = ("import sys, modal, hn_modulefix\nsys.path.insert(0, 'scripts')\n"
             "from hn_modulefix._modal import image_layers\n"
@@ -103,13 +104,13 @@ def test_layer_plans_package_install_env_and_bundle(tmp_path: Path, copy: bool) 
             "image = image.run_commands('echo after') if %r else image\n"
             "for layer in image_layers(image):\n"
             "    print(layer.kind, layer.commands, sorted(r for _, r in layer.files))\n" % (copy, copy))
-    result = run([sys.executable, "-c", code], cwd=project)
+    result = run([str(hook_python), "-c", code], cwd=project)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("build ['FROM python:3.11")
     assert lines[1].startswith("build ['FROM base', 'COPY . /'] [") and "'/hn_modulefix/lib/_hn_modulefix_boot.py'" \
         in lines[1] and "'/hn_modulefix/lib/hn_modulefix/_finder.py'" in lines[1] \
-        and "'/hn_modulefix/lib/hn_modulefix/hn_modulefix.pth'" in lines[1]
+        and "'/hn_modulefix/lib/hn_modulefix.pth'" in lines[1]
     assert lines[2] == ("build ['FROM base', 'RUN PYTHONPATH=/hn_modulefix/lib python -m hn_modulefix install-hook'] []")
     assert lines[3] == "build ['FROM base', 'ENV HN_MODULEFIX_MANIFEST=/hn_modulefix/bundle/manifest.json'] []"
     bundle_files = ("['/hn_modulefix/bundle/manifest.json', '/hn_modulefix/bundle/modules/scripts/pipeline.py', "
@@ -184,16 +185,17 @@ def test_package_mode_names_the_module_scripts_pipeline(tmp_path: Path) -> None:
     assert "result: [Query(text='aaa'), Query(text='bcbcbc')]" in result.stdout
 
 
-def test_example_modal_daft_pipeline_red_and_green(tmp_path: Path) -> None:
+def test_example_modal_daft_pipeline_red_and_green(tmp_path: Path, hook_python: Path) -> None:
+    # Run from the wheel-installed hn_modulefix: the layer ships what a user's install has.
     shutil.copy(REPO / "examples" / "modal_daft_pipeline.py", tmp_path)
     shutil.copy(REPO / "examples" / "retrieval_utils.py", tmp_path)
     args = ["modal_daft_pipeline.py::retrieve", "--args-from", "example_queries"]
-    green = emulate(tmp_path, *args)
+    green = emulate(tmp_path, *args, python=hook_python)
     assert green.returncode == 0, green.stdout + green.stderr[-3000:]
     assert "result: [Prediction(query='what runs python in containers', doc_id='modal'" in green.stdout
     script = tmp_path / "modal_daft_pipeline.py"
     # The script as it was before the one-line change (and its import).
     script.write_text(script.read_text().replace("    .pipe(hn_modulefix.image_layer())\n", "")
                       .replace("import hn_modulefix\n", ""))
-    red = emulate(tmp_path, *args)
+    red = emulate(tmp_path, *args, python=hook_python)
     assert red.returncode == 1 and "No module named 'retrieval_utils'" in red.stderr

@@ -104,7 +104,7 @@ def test_no_site_flag_disables_the_hook(hook_python: Path, manifest: Path, tmp_p
 def hook_dir(tmp_path: Path) -> Path:
     """sitecustomize.py with the boot module and package beside it, as Ray ships them."""
     target = tmp_path / "hookdir"
-    stage(str(target), sitecustomize=True)
+    stage(str(target), pth=False, sitecustomize=True)
     return target
 
 

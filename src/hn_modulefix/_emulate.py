@@ -32,6 +32,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from typing import Any, Sequence
 
@@ -114,6 +115,12 @@ class Emulation:
         return self.returncode == 0
 
 
+def _host_env() -> dict[str, str]:
+    """This process's environment without what would leak this interpreter's imports."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("HN_MODULEFIX_")}
+
+
 class _Container:
     def __init__(self, root: str, pythonpath: Sequence[str]) -> None:
         self.root = root
@@ -145,18 +152,22 @@ class _Container:
 
     def make_interpreter(self) -> None:
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", self.image], check=True)
-        site = subprocess.run([os.path.join(self.image, "bin", "python"), "-c",
-                               "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        python = os.path.join(self.image, "bin", "python")
+        site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                               check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
-        import sysconfig
-
-        # A plain path line: this environment's packages importable, none of its .pth hooks run.
+        # This environment's packages (site-packages and what its .pth files add), as a
+        # fresh interpreter of it sees them, minus the standard library: plain path lines,
+        # so they are importable but none of their .pth hooks run.
+        probe = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"],
+                               cwd=self.root, env=_host_env(), check=True, stdout=subprocess.PIPE, text=True)
+        stdlib = os.path.realpath(sysconfig.get_path("stdlib"))
+        skip = {stdlib, os.path.join(stdlib, "lib-dynload"), os.path.realpath(self.root)}
+        packages = [p for p in json.loads(probe.stdout) if p and os.path.isdir(p) and os.path.realpath(p) not in skip]
         with open(os.path.join(site, "zz_emulated_image_packages.pth"), "w") as f:
-            f.write(sysconfig.get_paths()["purelib"] + "\n")
+            f.write("".join(p + "\n" for p in packages))
 
     def process_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("HN_MODULEFIX_")}
+        env = _host_env()
         env["PATH"] = os.path.join(self.image, "bin") + os.pathsep + env.get("PATH", "")
         env["PYTHONPATH"] = os.pathsep.join(self.path(p) for p in self.pythonpath)
         env["MODAL_IS_REMOTE"] = "1"

@@ -19,15 +19,23 @@ PTH_NAME = "hn_modulefix.pth"
 INSTALL_COMMAND = "python -m hn_modulefix install-hook"
 
 
-def stage(target: str, *, sitecustomize: bool = False) -> list[str]:
-    """Copy the package and the boot module (and, if asked, `sitecustomize.py`) into
-    `target`, as they must sit on sys.path; returns the copied top-level paths."""
+def stage(target: str, *, pth: bool = True, sitecustomize: bool = False) -> list[str]:
+    """Copy the package, the boot module, the .pth and, if asked, `sitecustomize.py` into
+    `target`, laid out as in site-packages; returns the copied paths.
+
+    A .pth only runs from a site directory, so elsewhere (a PYTHONPATH entry) it is inert
+    and only carried along for `install_hook` to find.
+    """
     package = os.path.dirname(os.path.abspath(__file__))
-    os.makedirs(target, exist_ok=True)
+    # In site-packages, in src/ and in every staged copy the .pth sits beside the package.
     copies = [(package, os.path.join(target, "hn_modulefix")),
               (os.path.abspath(_hn_modulefix_boot.__file__), os.path.join(target, "_hn_modulefix_boot.py"))]
     if sitecustomize:
         copies.append((os.path.join(package, "_sitecustomize.py"), os.path.join(target, "sitecustomize.py")))
+    if pth:
+        # Last: until it exists the hook cannot run half-installed.
+        copies.append((os.path.join(os.path.dirname(package), PTH_NAME), os.path.join(target, PTH_NAME)))
+    os.makedirs(target, exist_ok=True)
     for source, destination in copies:
         if os.path.realpath(source) == os.path.realpath(destination):
             continue  # already installed there: installing again must be harmless
@@ -42,16 +50,13 @@ def stage(target: str, *, sitecustomize: bool = False) -> list[str]:
 def install_hook(site_dir: str | None = None) -> list[str]:
     """Copy the package, the boot module and the .pth into `site_dir` (default: this
     interpreter's purelib) and compile them; returns the installed paths. Idempotent."""
-    target = site_dir or sysconfig.get_paths()["purelib"]
-    installed_package, installed_boot = stage(target)
-    # The .pth goes last: until it exists the hook cannot run half-installed.
-    installed_pth = os.path.join(target, PTH_NAME)
-    shutil.copyfile(os.path.join(installed_package, PTH_NAME), installed_pth)
+    installed = stage(site_dir or sysconfig.get_paths()["purelib"])
+    installed_package, installed_boot = installed[:2]
     # Bytecode now, or every start would compile the boot module again (see
     # PYTHONDONTWRITEBYTECODE in the environments this runs in).
     compileall.compile_file(installed_boot, quiet=1)
     compileall.compile_dir(installed_package, quiet=1)
-    return [installed_package, installed_boot, installed_pth]
+    return installed
 
 
 def cli_arguments(parser: argparse.ArgumentParser) -> None:

@@ -52,7 +52,8 @@ def ray_runtime_env(*scripts: PathLike, base: dict[str, Any] | None = None, root
         digest = hashlib.sha256(f.read()).hexdigest()[:16]
     shipped = os.path.join(staging, "hn_modulefix_bundle_" + digest)
     os.rename(manifest.parent, shipped)
-    hook = stage(os.path.join(staging, "hook"), sitecustomize=True)
+    # No .pth: py_modules takes only .py files, directories and wheels.
+    hook = stage(os.path.join(staging, "hook"), pth=False, sitecustomize=True)
     runtime_env["py_modules"] = list(runtime_env.get("py_modules") or []) + [shipped, *hook]
     env_vars[ENV_MANIFEST] = "%s%s/%s" % (ON_PYTHONPATH, os.path.basename(shipped), MANIFEST_NAME)
     return runtime_env
