@@ -60,7 +60,7 @@ def first_error_line(stderr: str) -> str:
     """The import error, wherever Daft's wrapping (a Rust panic inside a RuntimeError) put it."""
     match = re.search(r"(ModuleNotFoundError|ImportError): [^\"\n]*", stderr)
     if match:
-        return match.group(0)
+        return match.group(0).replace("\\'", "'")  # Daft nests the message in a Rust repr
     return stderr.strip().splitlines()[-1][:200] if stderr.strip() else "(no stderr)"
 
 
