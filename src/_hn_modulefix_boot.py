@@ -15,6 +15,14 @@ import atexit
 import os
 import sys
 
+# Typed with comments: annotations would cost a little at every start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+    from typing import Optional
+
+    from hn_modulefix._finder import ManifestFinder
+
 ENV_MANIFEST = "HN_MODULEFIX_MANIFEST"
 ENV_DEBUG = "HN_MODULEFIX_DEBUG"
 # "pythonpath:DIR/manifest.json": the first sys.path entry holding DIR/manifest.json,
@@ -23,12 +31,14 @@ ON_PYTHONPATH = "pythonpath:"
 
 _hn_modulefix_finder = True
 manifest_path = ""
-_real = None  # the ManifestFinder once loaded; False once loading it failed
+_real = None  # type: Optional[ManifestFinder]
+_failed = False  # loading the real finder failed: stay inert
 _loading = False
 _lock = _thread.RLock()
 
 
 def report(message):
+    # type: (str) -> None
     """One stderr line; the traceback of the exception being handled only when debugging."""
     try:
         sys.stderr.write("hn_modulefix: %s\n" % message)
@@ -41,25 +51,30 @@ def report(message):
 
 
 def find_spec(fullname, path=None, target=None):
+    # type: (str, object, object) -> Optional[ModuleSpec]
     # `site` imports these right after the .pth files: answer without reading anything.
     if fullname == "sitecustomize" or fullname == "usercustomize":
         return None
     real = _real
     if real is None:
         real = _load()
-    return real.find_spec(fullname, path, target) if real else None
+        if real is None:
+            return None
+    return real.find_spec(fullname, path, target)
 
 
 def invalidate_caches():
+    # type: () -> None
     pass
 
 
 def _load():
-    global _real, _loading
+    # type: () -> Optional[ManifestFinder]
+    global _real, _failed, _loading
     with _lock:
         # Importing the finder goes through sys.meta_path, so through this function
         # again in this thread; other threads wait here for the outcome.
-        if _real is not None or _loading:
+        if _real is not None or _failed or _loading:
             return _real
         _loading = True
         try:
@@ -67,7 +82,7 @@ def _load():
 
             _real = ManifestFinder.from_path(manifest_path)
         except Exception as exc:
-            _real = False
+            _failed = True
             report("finder disabled: %s" % (exc,))
         finally:
             _loading = False
@@ -75,6 +90,7 @@ def _load():
 
 
 def _leave():
+    # type: () -> None
     # Still on sys.meta_path at teardown, this module's globals stay reachable and make
     # interpreter finalization measurably slower (about 1 % of a bare `python -c pass`,
     # counted in instructions); atexit runs this after every handler registered later.
@@ -82,10 +98,11 @@ def _leave():
 
 
 def start():
+    # type: () -> None
     global manifest_path
     try:
         manifest = os.environ.get(ENV_MANIFEST)
-        if not manifest or _real is not None:
+        if not manifest or _real is not None or _failed:
             return
         manifest_path = manifest if manifest.startswith(ON_PYTHONPATH) else os.path.abspath(manifest)
         this = sys.modules[__name__]

@@ -228,7 +228,7 @@ def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), ar
         raise ValueError("%r: expected SCRIPT::FUNCTION (or MODULE::FUNCTION with module mode)" % ref)
     os.environ.setdefault("MODAL_SERVER_URL", OFFLINE_SERVER_URL)
     module = import_file_or_module(ImportRef(target, module_mode, function_name, "modal run"))
-    function = synchronizer._translate_in(getattr(module, function_name))
+    function = synchronizer._translate_in(getattr(module, function_name))  # type: ignore[no-untyped-call]
     if args_from is not None:
         args = tuple(getattr(module, args_from)())
 

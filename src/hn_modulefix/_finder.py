@@ -196,7 +196,7 @@ def install(manifest: str | os.PathLike[str] | None = None) -> None:
     for finder in sys.meta_path:
         if getattr(finder, "_hn_modulefix_finder", False) and finder.manifest_path == path:  # type: ignore[attr-defined]
             return
-    sys.meta_path.append(ManifestFinder.from_path(path))  # type: ignore[arg-type]
+    sys.meta_path.append(ManifestFinder.from_path(path))
 
 
 def uninstall(manifest: str | os.PathLike[str] | None = None) -> None:

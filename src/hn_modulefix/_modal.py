@@ -135,7 +135,7 @@ def image_layers(image: modal.Image, builder_version: str = "2025.06") -> list[L
         raise RuntimeError("reading image layers offline is implemented for modal %s, not %s"
                            % (" ".join(v + "x" for v in SUPPORTED_MODAL_VERSIONS), modal_module.__version__))
     layers = []
-    current = synchronizer._translate_in(image)
+    current = synchronizer._translate_in(image)  # type: ignore[no-untyped-call]
     while current is not None:
         variables = _closure(current._load)
         if "dockerfile_function" in variables:

@@ -13,6 +13,7 @@ import sys
 
 
 def _start_hook():
+    # type: () -> None
     if not os.environ.get("HN_MODULEFIX_MANIFEST"):
         return
     try:
@@ -24,6 +25,7 @@ def _start_hook():
 
 
 def _run_next_sitecustomize():
+    # type: () -> None
     here = os.path.dirname(os.path.abspath(__file__))
     later = []
     seen_here = False
