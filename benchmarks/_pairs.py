@@ -43,6 +43,17 @@ def bundle(python: str, script: Path, out: Path) -> str:
     return done.stdout.splitlines()[-1]
 
 
+SMALL_SCRIPT = "import dataclasses\n\n@dataclasses.dataclass\nclass Item:\n    x: int\n"
+
+
+def bundled_script(python: str, root: Path, name: str = "job", source: str = SMALL_SCRIPT) -> str:
+    """Write `source` as <root>/proj/<name>.py and bundle it; the manifest path."""
+    script = root / "proj" / (name + ".py")
+    script.parent.mkdir()
+    script.write_text(source)
+    return bundle(python, script, root / "b")
+
+
 def check_hooked(python: str, env: dict[str, str]) -> None:
     """Fail unless the start-up hook really is on sys.meta_path in `python` under `env`."""
     done = subprocess.run([python, "-c", "import sys; print(sys.meta_path[-1].__name__)"],

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _pairs import REPO, Timer, bundle, check_hooked, interpreter, machine, paired, venvs
+from _pairs import REPO, Timer, bundled_script, check_hooked, interpreter, machine, paired, venvs
 
 from tests._support import clean_env
 
@@ -120,10 +120,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with_pkg, without = venvs(root)
-        script = root / "proj" / (NAME + ".py")
-        script.parent.mkdir()
-        script.write_text(SOURCE)
-        manifest = bundle(with_pkg, script, root / "b")
+        manifest = bundled_script(with_pkg, root, NAME, SOURCE)
         directory = str(Path(manifest).parent / "modules")
         if not os.path.isfile(os.path.join(directory, NAME + ".py")):
             raise SystemExit("unexpected bundle layout under %s" % directory)

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _pairs import REPO, Timer, bundle, check_hooked, interpreter, machine, paired, venvs
+from _pairs import REPO, Timer, bundled_script, check_hooked, interpreter, machine, paired, venvs
 
 from tests._support import clean_env
 
@@ -73,10 +73,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with_pkg, without = venvs(root)
-        script = root / "proj" / "job.py"
-        script.parent.mkdir()
-        script.write_text("import dataclasses\n\n@dataclasses.dataclass\nclass Item:\n    x: int\n")
-        manifest = bundle(with_pkg, script, root / "b")
+        manifest = bundled_script(with_pkg, root)
         env = clean_env(HN_MODULEFIX_MANIFEST=manifest)
         check_hooked(with_pkg, env)
 

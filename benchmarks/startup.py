@@ -13,7 +13,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _pairs import bundle, check_hooked, instructions, interpreter, machine, paired, venvs
+from _pairs import bundled_script, check_hooked, instructions, interpreter, machine, paired, venvs
 
 from tests._support import clean_env
 
@@ -25,10 +25,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with_pkg, without = venvs(root)
-        script = root / "proj" / "job.py"
-        script.parent.mkdir()
-        script.write_text("import dataclasses\n\n@dataclasses.dataclass\nclass Item:\n    x: int\n")
-        env = clean_env(HN_MODULEFIX_MANIFEST=bundle(with_pkg, script, root / "b"))
+        env = clean_env(HN_MODULEFIX_MANIFEST=bundled_script(with_pkg, root))
         check_hooked(with_pkg, env)
         ratio, ta, tb = paired(interpreter(with_pkg, env), interpreter(without, env), args.pairs)
         print(machine())

@@ -17,7 +17,7 @@ import modal
 import pytest
 
 from _support import REPO, clean_env, run
-from hn_modulefix._modal import SUPPORTED_MODAL_VERSIONS, image_layers
+from hn_modulefix._modal import SUPPORTED_MODAL_VERSIONS
 
 LAYER = '.pipe(hn_modulefix.image_layer())'
 SCRIPT = '''\
