@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from _support import clean_env, make_venv, run, venv_site
+from _support import REPO, clean_env, make_venv, run, venv_site
 from hn_modulefix import bundle
 from hn_modulefix._hook import stage
 
@@ -125,3 +125,19 @@ def test_sitecustomize_on_pythonpath_installs_and_runs_the_next_one(tmp_path: Pa
     else:
         assert result.returncode == 1 and result.stdout == "next sitecustomize ran\n/__deps\n"
         assert result.stderr.endswith("ModuleNotFoundError: No module named 'job'\n")
+
+
+def test_install_hook_into_another_interpreter(hook_python: Path, manifest: Path, tmp_path: Path) -> None:
+    # What an image build runs: hn_modulefix from a wheel install puts the hook into the
+    # site-packages of an interpreter that has no hn_modulefix, and the hook then works there.
+    plain = make_venv(tmp_path / "plain")
+    site = venv_site(tmp_path / "plain")
+    result = run([str(hook_python), "-m", "hn_modulefix", "install-hook", "--site-dir", str(site)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(site / "hn_modulefix"), str(site / "_hn_modulefix_boot.py"),
+                                          str(site / "hn_modulefix.pth")]
+    assert (site / "hn_modulefix.pth").read_text() == (REPO / "src" / "hn_modulefix.pth").read_text()
+    assert list((site / "__pycache__").glob("_hn_modulefix_boot.*.pyc"))  # compiled: no compile at every start
+    code = "import job; print(job.Item(5))"
+    hooked = run([str(plain), "-c", code], cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
+    assert (hooked.returncode, hooked.stdout, hooked.stderr) == (0, "Item(x=5)\n", "")
