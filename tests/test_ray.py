@@ -11,6 +11,7 @@ bring it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -23,8 +24,8 @@ from _support import REPO, clean_env, make_venv, run
 
 pytestmark = [
     pytest.mark.ray,
-    pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("ip") is None,
-                       reason="needs unshare and ip to give Ray a loopback-only network"),
+    pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("ip") is None or os.geteuid() != 0,
+                       reason="needs root, unshare and ip to give Ray a loopback-only network"),
 ]
 
 DRIVER = REPO / "tests" / "scenarios" / "ray_driver.py"
