@@ -22,11 +22,9 @@ import pytest
 
 from _support import REPO, clean_env, make_venv, run
 
-pytestmark = [
-    pytest.mark.ray,
-    pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("ip") is None or os.geteuid() != 0,
-                       reason="needs root, unshare and ip to give Ray a loopback-only network"),
-]
+needs_namespace = pytest.mark.skipif(
+    shutil.which("unshare") is None or shutil.which("ip") is None or os.geteuid() != 0,
+    reason="needs root, unshare and ip to give Ray a loopback-only network")
 
 DRIVER = REPO / "tests" / "scenarios" / "ray_driver.py"
 EXPECTED = "result: [10, 40, 90, 160]"
@@ -78,11 +76,15 @@ def check_runs(stdout: str, tmp: Path) -> None:
             assert line == code + "1" and "No module named 'shapes'" in output and EXPECTED not in output, output[-3000:]
 
 
+@pytest.mark.ray
+@needs_namespace
 def test_cluster_started_by_the_driver(bare_python: Path, short_tmp: Path) -> None:
     stdout = in_namespace(DRIVE_ALL.format(mode="local", address=""), short_tmp, bare_python)
     check_runs(stdout, short_tmp)
 
 
+@pytest.mark.ray
+@needs_namespace
 def test_existing_cluster(bare_python: Path, short_tmp: Path) -> None:
     ray = '"$PY" -c "import sys; from ray.scripts.scripts import main; sys.argv[0] = \'ray\'; main()"'
     script = (ray + " start --head --port=6390 --node-ip-address=127.0.0.1 --num-cpus=2"
@@ -93,6 +95,8 @@ def test_existing_cluster(bare_python: Path, short_tmp: Path) -> None:
     check_runs(in_namespace(script, short_tmp, bare_python), short_tmp)
 
 
+@pytest.mark.ray
+@needs_namespace
 def test_two_nodes_with_the_local_bundle_deleted(bare_python: Path, short_tmp: Path) -> None:
     stdout = in_namespace(DRIVE_ALL.format(mode="cluster", address=""), short_tmp, bare_python)
     check_runs(stdout, short_tmp)
@@ -134,6 +138,8 @@ def test_pythonpath_manifest_reference_resolves_lazily(tmp_path: Path) -> None:
                                               "hn_modulefix_bundle_x/manifest.json")
 
 
+@pytest.mark.ray
+@needs_namespace
 def test_example_ray_daft(short_tmp: Path) -> None:
     stdout = in_namespace('"$PY" %s' % (REPO / "examples" / "ray_daft.py"), short_tmp, Path(sys.executable))
     assert '"sentiment": ["POSITIVE", "NEGATIVE", "NEUTRAL", "NEUTRAL"]' in stdout.splitlines()[-1]
