@@ -8,6 +8,7 @@ separate medians is not.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -34,6 +35,14 @@ def venvs(root: Path, *, host_packages: bool = False) -> tuple[str, str]:
     wheel = build_wheel(root / "dist")
     return (str(make_venv(root / "with", wheel=wheel, host_packages=host_packages)),
             str(make_venv(root / "without", host_packages=host_packages)))
+
+
+def import_arguments(doc: str, batch: int) -> argparse.Namespace:
+    """The options of the import benchmarks: pairs of in-process batches, of fresh starts."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=200, help="pairs of %d-import batches in process" % batch)
+    parser.add_argument("--fresh-pairs", type=int, default=200, help="pairs of fresh interpreters")
+    return parser.parse_args()
 
 
 def bundle(python: str, script: Path, out: Path) -> str:

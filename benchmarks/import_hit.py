@@ -19,7 +19,6 @@ sys.path[0] and its cached bytecode loaded.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib
 import os
@@ -28,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _pairs import REPO, Timer, bundled_script, check_hooked, interpreter, machine, paired, venvs
+from _pairs import REPO, Timer, bundled_script, check_hooked, import_arguments, interpreter, machine, paired, venvs
 
 from tests._support import clean_env
 
@@ -113,10 +112,7 @@ def in_process(manifest: str, directory: str, pairs: int) -> dict[str, tuple[flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=200, help="pairs of %d-import batches in process" % BATCH)
-    parser.add_argument("--fresh-pairs", type=int, default=200, help="pairs of fresh interpreters")
-    args = parser.parse_args()
+    args = import_arguments(__doc__, BATCH)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with_pkg, without = venvs(root)

@@ -16,7 +16,6 @@ ImportError` that libraries do at import time.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import os
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _pairs import REPO, Timer, bundled_script, check_hooked, interpreter, machine, paired, venvs
+from _pairs import REPO, Timer, bundled_script, check_hooked, import_arguments, interpreter, machine, paired, venvs
 
 from tests._support import clean_env
 
@@ -66,10 +65,7 @@ def in_process(manifest: str, pairs: int) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=200, help="pairs of %d-import batches in process" % BATCH)
-    parser.add_argument("--fresh-pairs", type=int, default=200, help="pairs of fresh interpreters")
-    args = parser.parse_args()
+    args = import_arguments(__doc__, BATCH)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with_pkg, without = venvs(root)

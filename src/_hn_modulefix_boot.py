@@ -57,6 +57,8 @@ def find_spec(fullname, path=None, target=None):
         return None
     real = _real
     if real is None:
+        if _failed:
+            return None
         real = _load()
         if real is None:
             return None
@@ -97,6 +99,15 @@ def _leave():
     sys.meta_path[:] = [f for f in sys.meta_path if f is not sys.modules.get(__name__)]
 
 
+def installed(path):
+    # type: (str) -> bool
+    """Whether an hn_modulefix finder for manifest `path` is on sys.meta_path."""
+    for finder in sys.meta_path:
+        if getattr(finder, "_hn_modulefix_finder", False) and getattr(finder, "manifest_path", None) == path:
+            return True
+    return False
+
+
 def start():
     # type: () -> None
     global manifest_path
@@ -106,9 +117,8 @@ def start():
             return
         manifest_path = manifest if manifest.startswith(ON_PYTHONPATH) else os.path.abspath(manifest)
         this = sys.modules[__name__]
-        for finder in sys.meta_path:
-            if finder is this or getattr(finder, "manifest_path", None) == manifest_path:
-                return
+        if this in sys.meta_path or installed(manifest_path):
+            return
         sys.meta_path.append(this)
         atexit.register(_leave)
     except Exception as exc:

@@ -302,11 +302,6 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def _from_bundle(module: object) -> bool:
-    loader = type(getattr(getattr(module, "__spec__", None), "loader", None))
-    return loader.__name__ == "ShippedLoader" and loader.__module__ == "hn_modulefix._finder"
-
-
 def _probe_one(module_name: str, names: list[str]) -> dict[str, str]:
     import importlib
 
@@ -323,9 +318,10 @@ def _probe_one(module_name: str, names: list[str]) -> dict[str, str]:
         own = (isinstance(exc, ImportError) and message.startswith("hn_modulefix cannot rebuild module %r"
                                                                    % module_name))
         if own:
-            root = _root_cause(exc)
-            file_problem = isinstance(root, OSError) or str(root).startswith("hn_modulefix cannot rebuild")
-            kind = "stale" if file_problem else "raised"
+            from hn_modulefix._manifest import SourceChanged
+
+            # The finder chains what made a shipped file unusable: unreadable or changed.
+            kind = "stale" if isinstance(_root_cause(exc), (OSError, SourceChanged)) else "raised"
         elif isinstance(exc, ModuleNotFoundError) and exc.name and (
                 module_name == exc.name or module_name.startswith(exc.name + ".")):
             kind = "not_found"
@@ -340,7 +336,9 @@ def _probe_one(module_name: str, names: list[str]) -> dict[str, str]:
         except Exception as exc:
             return {"status": "failed", "kind": "attribute",
                     "error": "%s: %s (looking up %s.%s)" % (type(exc).__name__, exc, module_name, name)}
-    return {"status": "bundle" if _from_bundle(module) else "ok"}
+    from hn_modulefix._finder import from_bundle
+
+    return {"status": "bundle" if from_bundle(getattr(module, "__spec__", None)) else "ok"}
 
 
 def _probe_main(argv: list[str]) -> int:

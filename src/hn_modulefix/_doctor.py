@@ -17,7 +17,7 @@ from importlib.machinery import PathFinder
 
 from _hn_modulefix_boot import ENV_MANIFEST as _ENV_MANIFEST
 from hn_modulefix._hook import PTH_NAME as _PTH_NAME
-from hn_modulefix._manifest import ManifestError, Source, load, sha256_bytes
+from hn_modulefix._manifest import ManifestError, Source, SourceChanged, load, read_verified
 
 _BOOT = "_hn_modulefix_boot"
 _ASK_FINDER = ("import sys\n"
@@ -81,15 +81,14 @@ def _site_dirs() -> list[str]:
 def _source_problem(source: Source) -> tuple[str, str | None]:
     """The state of one listed file, and what is wrong with it (None when nothing)."""
     try:
-        with open(source.path, "rb") as f:
-            digest = sha256_bytes(f.read())
+        read_verified(source)
     except FileNotFoundError:
         return "MISSING", "the file is missing"
     except OSError as exc:
         return "UNREADABLE", "cannot read it: %s" % (exc.strerror or exc)
-    if digest != source.sha256:
+    except SourceChanged as exc:
         return "CHANGED", ("sha256 mismatch: the manifest lists %s, the file has %s (changed after bundling)"
-                           % (source.sha256[:12], digest[:12]))
+                           % (exc.listed[:12], exc.found[:12]))
     return "ok", None
 
 

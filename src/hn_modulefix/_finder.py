@@ -13,7 +13,7 @@ import sys
 from importlib.machinery import ModuleSpec, SourceFileLoader
 
 import _hn_modulefix_boot as _boot
-from hn_modulefix._manifest import Manifest, Source, load, sha256_bytes
+from hn_modulefix._manifest import Manifest, Source, SourceChanged, load, read_verified, sha256_bytes
 
 
 class _Built:
@@ -98,23 +98,19 @@ class ShippedLoader(SourceFileLoader):
         return None
 
     def _read_verified(self) -> bytes:
-        source = self._built.source
         try:
-            with open(source.path, "rb") as f:
-                data = f.read()
+            return read_verified(self._built.source)
         except FileNotFoundError as exc:
             raise self._error("the shipped file is missing") from exc
         except IsADirectoryError as exc:
             raise self._error("the shipped path is a directory, not a file") from exc
         except OSError as exc:
             raise self._error("the shipped file cannot be read: %s" % (exc.strerror or exc)) from exc
-        digest = sha256_bytes(data)
-        if digest != source.sha256:
+        except SourceChanged as exc:
             raise self._error(
                 "sha256 mismatch: the manifest lists %s, the file has %s (changed after bundling?"
-                " re-run `hn-modulefix bundle`)" % (source.sha256[:12], digest[:12])
-            )
-        return data
+                " re-run `hn-modulefix bundle`)" % (exc.listed[:12], exc.found[:12])
+            ) from exc
 
     def _error(self, reason: str) -> ImportError:
         source = self._built.source
@@ -126,6 +122,11 @@ class ShippedLoader(SourceFileLoader):
             name=self.name,
             path=source.path,
         )
+
+
+def from_bundle(spec: object) -> bool:
+    """Whether the module with this __spec__ was rebuilt from a bundle by the finder."""
+    return isinstance(getattr(spec, "loader", None), ShippedLoader)
 
 
 def _describe(exc: BaseException) -> str:
@@ -193,10 +194,8 @@ def install(manifest: str | os.PathLike[str] | None = None) -> None:
     it is unusable.  Installing the same manifest again adds nothing.
     """
     path = _manifest_argument(manifest)
-    for finder in sys.meta_path:
-        if getattr(finder, "_hn_modulefix_finder", False) and finder.manifest_path == path:  # type: ignore[attr-defined]
-            return
-    sys.meta_path.append(ManifestFinder.from_path(path))
+    if not _boot.installed(path):
+        sys.meta_path.append(ManifestFinder.from_path(path))
 
 
 def uninstall(manifest: str | os.PathLike[str] | None = None) -> None:

@@ -86,6 +86,26 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class SourceChanged(ValueError):
+    """A shipped file whose bytes are not the ones the manifest lists."""
+
+    def __init__(self, source: Source, found: str) -> None:
+        super().__init__("%s: sha256 %s, listed %s" % (source.path, found, source.sha256))
+        self.listed = source.sha256
+        self.found = found
+
+
+def read_verified(source: Source) -> bytes:
+    """The shipped file's bytes, only if their sha256 is the listed one: OSError when the
+    file cannot be read, SourceChanged when it differs (the finder and doctor word both)."""
+    with open(source.path, "rb") as f:
+        data = f.read()
+    digest = sha256_bytes(data)
+    if digest != source.sha256:
+        raise SourceChanged(source, digest)
+    return data
+
+
 def locate(reference: str) -> str:
     """The manifest file a HN_MODULEFIX_MANIFEST value names: a path, or
     ``pythonpath:DIR/manifest.json`` for the first sys.path entry that holds it."""

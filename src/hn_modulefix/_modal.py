@@ -25,6 +25,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+from hn_modulefix._finder import from_bundle
 from hn_modulefix._hook import INSTALL_COMMAND, stage
 
 if TYPE_CHECKING:
@@ -46,11 +47,6 @@ def _is_remote() -> bool:
     return modal is not None and not modal.is_local()
 
 
-def _rebuilt_by_finder(module_globals: dict[str, Any]) -> bool:
-    spec = module_globals.get("__spec__")
-    return type(getattr(spec, "loader", None)).__name__ == "ShippedLoader"
-
-
 def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable[str | os.PathLike[str]] = (),
                 include: Iterable[str] = (), root: str | os.PathLike[str] | None = None, copy: bool = False,
                 remote_dir: str = DEFAULT_REMOTE_DIR) -> Callable[[modal.Image], modal.Image]:
@@ -65,7 +61,7 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
     remote_dir: where hn_modulefix and the bundle go in the image
     """
     caller = sys._getframe(1).f_globals
-    if _is_remote() or _rebuilt_by_finder(caller):
+    if _is_remote() or from_bundle(caller.get("__spec__")):
         return _unchanged
     if not remote_dir.startswith("/"):
         raise ValueError("image_layer(remote_dir=%r): must be an absolute path in the container" % remote_dir)
