@@ -65,7 +65,8 @@ def bundled_script(python: str, root: Path, name: str = "job", source: str = SMA
 
 def check_hooked(python: str, env: dict[str, str]) -> None:
     """Fail unless the start-up hook really is on sys.meta_path in `python` under `env`."""
-    done = subprocess.run([python, "-c", "import sys; print(sys.meta_path[-1].__name__)"],
+    done = subprocess.run([python, "-c", "import sys; print([getattr(f, '__name__', '') for f in sys.meta_path "
+                                         "if getattr(f, '_hn_modulefix_finder', False)][0])"],
                           env=env, check=True, stdout=subprocess.PIPE, text=True)
     if done.stdout.strip() != "_hn_modulefix_boot":
         raise SystemExit("the start-up hook is not active in %s: %r" % (python, done.stdout))

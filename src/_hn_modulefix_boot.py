@@ -6,8 +6,11 @@ It runs in every process of an environment, so it costs next to nothing (measure
 benchmarks/startup.py): one top-level module rather than a package plus a module, only
 modules that are built in or already loaded (`os`, `sys`, `_thread`, `atexit`; not even
 `__future__`), no class to build.  The module itself is the finder placed on
-sys.meta_path; the real finder, the manifest and `json` are loaded on the first lookup
-that needs them.  Nothing here raises: problems become one stderr line.
+sys.meta_path, ahead of the path finder so that a namespace directory or another module
+of a listed name cannot shadow the driver's module.  Every other name costs one set
+lookup: the bundle's `names.txt` (plain text, no `json`) is read on the first lookup; the
+real finder and the manifest load on the first lookup of a listed name.  Nothing here
+raises: problems become one stderr line.
 """
 
 import _thread
@@ -19,7 +22,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
-    from typing import Optional
+    from typing import FrozenSet, Optional
 
     from hn_modulefix._finder import ManifestFinder
 
@@ -28,11 +31,14 @@ ENV_DEBUG = "HN_MODULEFIX_DEBUG"
 # "pythonpath:DIR/manifest.json": the first sys.path entry holding DIR/manifest.json,
 # for bundles shipped where no absolute path is known in advance (Ray's py_modules).
 ON_PYTHONPATH = "pythonpath:"
+# Beside manifest.json: every listed name and implied parent package, one per line.
+NAMES_FILE = "names.txt"
 
 _hn_modulefix_finder = True
 manifest_path = ""
+_names = None  # type: Optional[FrozenSet[str]]
 _real = None  # type: Optional[ManifestFinder]
-_failed = False  # loading the real finder failed: stay inert
+_failed = False  # the bundle cannot be used: stay inert
 _loading = False
 _lock = _thread.RLock()
 
@@ -50,10 +56,41 @@ def report(message):
         pass
 
 
+def locate(reference):
+    # type: (str) -> Optional[str]
+    """The manifest file a HN_MODULEFIX_MANIFEST value names (None: no sys.path entry
+    holds a `pythonpath:` one yet)."""
+    if not reference.startswith(ON_PYTHONPATH):
+        return os.path.abspath(reference)
+    relative = reference[len(ON_PYTHONPATH):]
+    for entry in sys.path:
+        candidate = os.path.join(entry or os.curdir, relative)
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    return None
+
+
+def insert(finder):
+    # type: (object) -> None
+    """Put `finder` just ahead of importlib's path finder: after the built-in and frozen
+    importers (no listed name is a standard one), before anything that searches sys.path."""
+    path_finder = sys.modules["_frozen_importlib_external"].PathFinder
+    for index, other in enumerate(sys.meta_path):
+        if other is path_finder:
+            sys.meta_path.insert(index, finder)  # type: ignore[arg-type]
+            return
+    sys.meta_path.append(finder)  # type: ignore[arg-type]
+
+
 def find_spec(fullname, path=None, target=None):
     # type: (str, object, object) -> Optional[ModuleSpec]
     # `site` imports these right after the .pth files: answer without reading anything.
     if fullname == "sitecustomize" or fullname == "usercustomize":
+        return None
+    names = _names
+    if names is None:
+        names = _read_names()
+    if fullname not in names:
         return None
     real = _real
     if real is None:
@@ -70,11 +107,35 @@ def invalidate_caches():
     pass
 
 
+def _read_names():
+    # type: () -> FrozenSet[str]
+    global _names, _failed
+    with _lock:
+        if _names is not None:
+            return _names
+        if _loading:  # the real finder's own imports, while it loads
+            return frozenset()
+        try:
+            found = locate(manifest_path)
+            with open(os.path.join(os.path.dirname(found or manifest_path), NAMES_FILE), "rb") as f:
+                _names = frozenset(f.read().decode("utf-8").split())
+        except OSError:
+            # No names.txt (a bundle made by hand, or none at all): the real finder reads
+            # the manifest and says what is wrong with it.
+            real = _load()
+            _names = real.names if real is not None else frozenset()
+        except Exception as exc:
+            _failed = True
+            _names = frozenset()
+            report("finder disabled: cannot read %s beside %s: %s" % (NAMES_FILE, manifest_path, exc))
+        return _names
+
+
 def _load():
     # type: () -> Optional[ManifestFinder]
     global _real, _failed, _loading
     with _lock:
-        # Importing the finder goes through sys.meta_path, so through this function
+        # Importing the finder goes through sys.meta_path, so through this module
         # again in this thread; other threads wait here for the outcome.
         if _real is not None or _failed or _loading:
             return _real
@@ -83,7 +144,11 @@ def _load():
             from hn_modulefix._finder import ManifestFinder
 
             _real = ManifestFinder.from_path(manifest_path)
+            if _names is not None and _names != _real.names:
+                raise ValueError("%s beside %s does not list the names the manifest does: re-run "
+                                 "`hn-modulefix bundle`" % (NAMES_FILE, _real.manifest.path))
         except Exception as exc:
+            _real = None
             _failed = True
             report("finder disabled: %s" % (exc,))
         finally:
@@ -119,7 +184,7 @@ def start():
         this = sys.modules[__name__]
         if this in sys.meta_path or installed(manifest_path):
             return
-        sys.meta_path.append(this)
+        insert(this)
         atexit.register(_leave)
     except Exception as exc:
         report("start-up hook failed: %r" % (exc,))

@@ -66,12 +66,30 @@ def test_standard_library_and_site_packages_never_ship(tmp_path: Path) -> None:
     assert listing(bundle(p / "job.py", out=tmp_path / "out", root=p)) == {"modules/job.py": ["job"]}
 
 
-def test_local_module_shadowing_the_standard_library_ships(tmp_path: Path) -> None:
-    # With the script's directory first on sys.path, this file *is* what `import queue` gets.
+def test_local_module_named_like_the_standard_library_is_refused_with_a_warning(tmp_path: Path) -> None:
+    # Shipped, it would reach every worker ahead of the standard module, Daft's and Ray's
+    # own `import queue` included; the driver had imported the standard one.
     p = tmp_path / "proj"
-    write(p / "job.py", "import queue\n")
+    write(p / "job.py", "import queue, types\n")
     write(p / "queue.py")
-    assert set(listing(bundle(p / "job.py", out=tmp_path / "out", root=p))) == {"modules/job.py", "modules/queue.py"}
+    write(p / "types.py")
+    with pytest.warns(UserWarning) as caught:
+        manifest = bundle(p / "job.py", out=tmp_path / "out", root=p)
+    assert listing(manifest) == {"modules/job.py": ["job"]}
+    messages = sorted(str(w.message) for w in caught)
+    assert messages == ["hn_modulefix: %s is not shipped as %s: the standard library has that module, and every "
+                        "process imports the standard one, as the driver does" % (p / name, name.split(".")[0])
+                        for name in ("queue.py", "types.py")]
+
+
+def test_local_module_named_like_an_installed_one_ships_with_a_warning(tmp_path: Path) -> None:
+    p = tmp_path / "proj"
+    write(p / "job.py", "import cloudpickle\n")
+    write(p / "cloudpickle.py", "X = 1\n")
+    with pytest.warns(UserWarning, match=r"'cloudpickle' is also an installed module \(.*site-packages.*\); with this "
+                      r"bundle every process gets the script's \(.*proj/cloudpickle.py\) instead"):
+        manifest = bundle(p / "job.py", out=tmp_path / "out", root=p)
+    assert listing(manifest) == {"modules/cloudpickle.py": ["cloudpickle"], "modules/job.py": ["job"]}
 
 
 def test_script_outside_the_root_is_named_by_its_enclosing_packages(tmp_path: Path) -> None:

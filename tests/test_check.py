@@ -212,14 +212,23 @@ def test_stale_attribute_and_main_references(record_module, tmp_path: Path) -> N
                                          "(looking up record.Gone)")
     assert by_module["__main__"].fix.startswith("move these objects into a module")
 
+    # The driver's file edited after bundling: a worker must not run the old copy.
+    original = Path(record_module.__file__)
+    original.write_text(original.read_text() + "# edited\n")
+    failed = {m.module: m for m in check(payload, manifest=manifest).failed}["record"]
+    assert failed.fix.startswith("a listed file changed or is missing since bundling: re-run `hn-modulefix bundle`")
+    # What the worker sees: the finder's error, naming module, bundle, file and reason.
+    assert failed.error.startswith("ImportError: hn_modulefix cannot rebuild module 'record' from %s (bundle %s): it "
+                                   "changed since it was bundled" % (original, manifest))
+
+    # Not on this machine, and the shipped copy changed.
+    original.unlink()
     shipped = tmp_path / "bundle" / "modules" / "record.py"
     shipped.write_text(shipped.read_text() + "# edited\n")
     failed = {m.module: m for m in check(payload, manifest=manifest).failed}["record"]
-    assert failed.fix.startswith("the shipped copy is missing or changed since bundling")
-    # What the worker sees: the finder's error, naming module, file, bundle and reason.
+    assert failed.fix.startswith("a listed file changed or is missing since bundling")
     assert failed.error.startswith("ImportError: hn_modulefix cannot rebuild module 'record' from %s (bundle %s): "
-                                   % (shipped, manifest))
-    assert "sha256 mismatch: the manifest lists" in failed.error
+                                   "sha256 mismatch: the manifest lists" % (shipped, manifest))
 
 
 def make_daft_payload(python: Path, scripts: Path, out: Path) -> None:
@@ -279,18 +288,18 @@ def test_daft_worker_names_module_alias_file_bundle_and_reason(
     made = run([str(hook_python), "-m", "hn_modulefix", "bundle", "scripts/pipeline.py", "-o", str(tmp_path / "b")],
                cwd=example_project)
     manifest = made.stdout.splitlines()[-1]
-    shipped = tmp_path / "b" / "modules" / "scripts" / "helpers.py"
-    shipped.write_text(shipped.read_text() + "# edited after bundling\n")
+    # The driver runs the edited helpers; its worker must not run the bundled, older ones.
+    original = example_project / "scripts" / "helpers.py"
+    original.write_text(original.read_text() + "# edited after bundling\n")
     code = ("import importlib, sys\nsys.path.insert(0, %r)\nimportlib.import_module('pipeline').run()\n"
             % str(example_project / "scripts"))
-    # Only the UDF worker rebuilds from the bundle: the driver imports pipeline from its path.
     red = run([str(hook_python), "-c", code], cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=manifest))
     assert red.returncode != 0
     stderr = red.stderr.replace("\\'", "'")  # Daft quotes the worker's error inside a Rust panic message
     expected = ("ImportError: hn_modulefix cannot rebuild module 'helpers' (also listed as 'scripts.helpers') "
-                "from %s (bundle %s): " % (shipped, manifest))
+                "from %s (bundle %s): it changed since it was bundled (sha256 " % (original, manifest))
     assert expected in stderr, stderr[-3000:]
-    assert "sha256 mismatch: the manifest lists" in stderr.split(expected, 1)[1].split('")', 1)[0]
+    assert "re-bundle (`hn-modulefix bundle`, or hn_modulefix.ship())" in stderr.split(expected, 1)[1]
 
 
 def test_cli_errors(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ import pytest
 
 from _support import clean_env, run
 from hn_modulefix import ManifestError, bundle
-from hn_modulefix._manifest import load
+from _hn_modulefix_boot import NAMES_FILE
+from hn_modulefix._manifest import dump_names, load
 
 # Imports each name given on the command line; one line per attempt, then what is left.
 PROBE = """import sys
@@ -41,8 +42,9 @@ ATTEMPTS = ("job", "scripts.job", "job")
 
 
 class Shipped:
-    """proj/scripts/job.py bundled as `job` and `scripts.job`; it marks each execution.
-    A copy of it lies outside the bundle, where no sys.path entry leads."""
+    """proj/scripts/job.py bundled as `job` and `scripts.job`, then removed, as on a machine
+    that has only the bundle; it marks each execution.  A copy of it lies outside the
+    bundle, where no sys.path entry leads."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.cwd = tmp_path / "cwd"
@@ -57,6 +59,7 @@ class Shipped:
         self.outside.write_text(self.source)
         self.manifest = bundle(script, out=tmp_path / "bundle", root=tmp_path / "proj")
         self.file = self.manifest.parent / "modules" / "scripts" / "job.py"
+        script.unlink()
 
     def env(self, manifest: Path | None = None) -> dict[str, str]:
         return clean_env(HN_MODULEFIX_MANIFEST=str(manifest or self.manifest))
@@ -65,9 +68,16 @@ class Shipped:
         return json.loads(self.manifest.read_text())
 
     def rewrite(self, change: Callable[[dict], object]) -> None:
+        """Edit the manifest, and names.txt with it as the bundler would; where the edit makes
+        the manifest unusable, without names.txt, so the finder reads the manifest and says so."""
         data = self.data()
         change(data)
         self.manifest.write_text(json.dumps(data))
+        names = self.manifest.parent / NAMES_FILE
+        try:
+            names.write_text(dump_names(load(str(self.manifest))))
+        except ManifestError:
+            names.unlink(missing_ok=True)
 
     def ship(self, source: str) -> None:
         """Replace the shipped file and list its sha256: a bundle whose hash matches."""
@@ -253,7 +263,8 @@ def test_very_large_manifest(hook_python: Path, shipped: Shipped) -> None:
                 "sha256": hashlib.sha256(b"%d" % i).hexdigest(), "package": False} for i in range(20000)]
     shipped.rewrite(lambda data: data["modules"].extend(entries))
     env = shipped.env()
-    started = run([str(hook_python), "-c", "import sys; print('json' in sys.modules, sys.meta_path[-1].__name__)"],
+    started = run([str(hook_python), "-c", "import sys; print('json' in sys.modules, [getattr(f, '__name__', '') "
+                   "for f in sys.meta_path if getattr(f, '_hn_modulefix_finder', False)][0])"],
                   cwd=shipped.cwd, env=env)
     # Starting reads nothing: the size of the manifest cannot slow it down.
     assert (started.returncode, started.stdout, started.stderr) == (0, "False _hn_modulefix_boot\n", "")

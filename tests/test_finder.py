@@ -6,8 +6,10 @@ import dataclasses
 import enum
 import importlib
 import json
+import shutil
 import sys
 import threading
+from importlib.machinery import PathFinder
 from pathlib import Path
 
 import pytest
@@ -28,25 +30,42 @@ def ours() -> list[object]:
     return [f for f in sys.meta_path if getattr(f, "_hn_modulefix_finder", False)]
 
 
-@pytest.fixture
-def shipped(tmp_path: Path) -> Path:
-    """A bundle of proj/scripts/job.py (+ its sibling helper); returns the manifest path."""
+JOB = ("import dataclasses\nimport json\nfrom helper import Color\n\nEXECUTIONS = []\nEXECUTIONS.append(1)\n\n"
+       "@dataclasses.dataclass\nclass Item:\n    x: int\n    color: Color = Color.RED\n")
+
+
+def make_project(tmp_path: Path) -> Path:
+    """proj/scripts/job.py and its sibling helper; returns the bundle's manifest path."""
     project = tmp_path / "proj"
     write(project / "scripts" / "helper.py", "import enum\n\nclass Color(enum.Enum):\n    RED = 1\n")
-    write(project / "scripts" / "job.py",
-          "import dataclasses\nimport json\nfrom helper import Color\n\nEXECUTIONS = []\nEXECUTIONS.append(1)\n\n"
-          "@dataclasses.dataclass\nclass Item:\n    x: int\n    color: Color = Color.RED\n")
+    write(project / "scripts" / "job.py", JOB)
     return bundle(project / "scripts" / "job.py", out=tmp_path / "bundle", root=project)
 
 
-def test_install_twice_adds_one_finder_and_uninstall_removes_it(shipped: Path) -> None:
+@pytest.fixture
+def shipped(tmp_path: Path) -> Path:
+    """The bundle alone, as on a worker machine: the project is gone."""
+    manifest = make_project(tmp_path)
+    shutil.rmtree(tmp_path / "proj")
+    return manifest
+
+
+def test_install_twice_adds_one_finder_ahead_of_the_path_finder_and_uninstall_removes_it(shipped: Path) -> None:
     install(shipped)
     install(str(shipped))
-    assert len(ours()) == 1 and sys.meta_path[-1] is ours()[0]
+    assert len(ours()) == 1 and sys.meta_path[sys.meta_path.index(PathFinder) - 1] is ours()[0]
     assert repr(ours()[0]) == "<hn_modulefix finder %s (2 modules)>" % shipped
     uninstall()
     uninstall()
     assert ours() == []
+
+
+def test_uninstall_of_one_manifest_keeps_the_others(shipped: Path, tmp_path: Path) -> None:
+    other = bundle(write(tmp_path / "p2" / "other.py", "X = 1\n"), out=tmp_path / "b2", root=tmp_path / "p2")
+    install(shipped)
+    install(other)
+    uninstall(shipped)
+    assert [f.manifest_path for f in ours()] == [str(other)]
 
 
 def test_install_without_manifest_or_env_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,7 +88,7 @@ def test_all_names_resolve_to_one_module_executed_once(shipped: Path) -> None:
     assert job is again is sys.modules["job"] is sys.modules["scripts.job"]
     assert job.EXECUTIONS == [1]
     assert job.__name__ == "job" and job.__spec__.name == "job"
-    assert job.__file__ == str(shipped.parent / "modules" / "scripts" / "job.py")
+    assert job.__file__ == str(shipped.parent / "modules" / "scripts" / "job.py")  # the only copy here
     item = job.Item(3)
     assert isinstance(item, sys.modules["scripts.job"].Item)
     assert [f.name for f in dataclasses.fields(again.Item)] == ["x", "color"]
@@ -82,14 +101,8 @@ def test_first_name_asked_becomes_the_module_name(shipped: Path) -> None:
     job = importlib.import_module("scripts.job")
     assert job.__name__ == "scripts.job" and job.Item.__module__ == "scripts.job"
     assert importlib.import_module("job") is job
-    assert sys.modules["scripts"].__path__ == []  # synthesized parent: no search path of its own
-
-
-def test_a_real_module_wins_over_the_bundle(shipped: Path, tmp_path: Path) -> None:
-    write(tmp_path / "real" / "job.py", "WHERE = 'real'\n")
-    sys.path.insert(0, str(tmp_path / "real"))
-    install(shipped)
-    assert importlib.import_module("job").WHERE == "real"
+    # The driver's namespace directory is gone here: the shipped one encloses the file.
+    assert list(sys.modules["scripts"].__path__) == [str(shipped.parent / "modules" / "scripts")]
 
 
 def test_unlisted_names_are_not_answered(shipped: Path) -> None:
@@ -162,7 +175,8 @@ def test_module_raising_at_import_leaves_nothing_behind_and_fails_again(tmp_path
 def test_syntax_error_names_the_line(tmp_path: Path) -> None:
     manifest = tmp_path / "b2" / "manifest.json"
     rebundle_with(tmp_path, "x = 1\n")
-    # A shipped file with a syntax error (and a manifest that matches it): written by hand.
+    (tmp_path / "p2" / "bad.py").unlink()  # only the shipped copy, which is then
+    # replaced by a file with a syntax error (and a manifest that matches it): written by hand.
     bad = manifest.parent / "modules" / "bad.py"
     bad.write_text("x = 1\ndef (:\n")
     data = json.loads(manifest.read_text())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import keyword
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,17 +58,21 @@ documents = mostly(st.fixed_dictionaries({
     "modules": mostly(st.lists(entries, max_size=4), json_values),
 }), json_values)
 
-# Manifests that must be accepted: dotted identifiers and plain relative paths.
+# Manifests that must be accepted: dotted identifiers (none of the standard library's) and
+# plain relative paths.
+STANDARD = frozenset(getattr(sys, "stdlib_module_names", ()))
 valid_entries = st.builds(
     lambda parts, package: {"names": [".".join(parts)], "path": "/".join(["modules"] + parts[:-1] + (
         [parts[-1], "__init__.py"] if package else [parts[-1] + ".py"])), "sha256": "0" * 64, "package": package},
-    st.lists(identifiers, min_size=1, max_size=3).filter(lambda p: p != ["__main__"]), st.booleans())
+    st.lists(identifiers, min_size=1, max_size=3).filter(lambda p: p != ["__main__"] and p[0] not in STANDARD),
+    st.booleans())
 valid_documents = st.lists(valid_entries, max_size=5, unique_by=lambda e: e["names"][0]).map(
     lambda modules: {"hn_modulefix": 1, "modules": modules})
 
 
 def dotted_identifier(name: str) -> bool:
-    return name != "__main__" and all(p.isidentifier() and not keyword.iskeyword(p) for p in name.split("."))
+    return (name != "__main__" and all(p.isidentifier() and not keyword.iskeyword(p) for p in name.split("."))
+            and name.split(".")[0] not in STANDARD)
 
 
 def check_accepted(manifest: Manifest) -> None:

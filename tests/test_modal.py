@@ -114,7 +114,7 @@ def test_layer_plans_package_install_env_and_bundle(tmp_path: Path, hook_python:
     assert lines[2] == ("build ['FROM base', 'RUN PYTHONPATH=/hn_modulefix/lib python -m hn_modulefix install-hook'] []")
     assert lines[3] == "build ['FROM base', 'ENV HN_MODULEFIX_MANIFEST=/hn_modulefix/bundle/manifest.json'] []"
     bundle_files = ("['/hn_modulefix/bundle/manifest.json', '/hn_modulefix/bundle/modules/scripts/pipeline.py', "
-                    "'/hn_modulefix/bundle/modules/scripts/weights.py']")
+                    "'/hn_modulefix/bundle/modules/scripts/weights.py', '/hn_modulefix/bundle/names.txt']")
     if copy:
         assert lines[4] == "build ['FROM base', 'COPY . /'] " + bundle_files
         assert lines[5] == "build ['FROM base', 'RUN echo after'] []"

@@ -12,7 +12,9 @@ from _support import REPO, clean_env, make_venv, run, venv_site
 from hn_modulefix import bundle
 from hn_modulefix._hook import stage
 
-SHOW = ("import sys; print(sys.meta_path[-1].__name__ if hasattr(sys.meta_path[-1], '__file__') else 'none', "
+# The finder just ahead of the path finder (where the hook puts it), and what is loaded.
+SHOW = ("import sys; from importlib.machinery import PathFinder as P; f = sys.meta_path[sys.meta_path.index(P) - 1]; "
+        "print(f.__name__ if hasattr(f, '__file__') else 'none', "
         "sorted(m for m in sys.modules if 'hn_modulefix' in m or m == 'json'))")
 
 
@@ -35,8 +37,9 @@ def test_active_hook_registers_the_finder_and_reads_nothing(hook_python: Path, m
 
 
 def test_subprocess_nobody_configured_imports_listed_names(hook_python: Path, manifest: Path, tmp_path: Path) -> None:
+    # The driver's own file exists on this machine: it is the one executed.
     code = ("import job, scripts.job, sys; print(job.__name__, job is scripts.job, job.__file__ == %r, job.Item(2))"
-            % str(manifest.parent / "modules" / "scripts" / "job.py"))
+            % str(tmp_path / "proj" / "scripts" / "job.py"))
     result = run([str(hook_python), "-c", code], cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
     assert (result.returncode, result.stdout, result.stderr) == (0, "job True True Item(x=2)\n", "")
     red = run([str(hook_python), "-c", code], cwd=tmp_path)

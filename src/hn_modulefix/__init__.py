@@ -20,6 +20,7 @@ __all__ = [
     "image_layer",
     "install",
     "ray_runtime_env",
+    "ship",
     "uninstall",
 ]
 
@@ -36,6 +37,7 @@ _LAZY = {
     "emulate": "hn_modulefix._emulate",
     "image_layer": "hn_modulefix._modal",
     "ray_runtime_env": "hn_modulefix._ray",
+    "ship": "hn_modulefix._ship",
 }
 
 TYPE_CHECKING = False
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from hn_modulefix._manifest import ManifestError
     from hn_modulefix._modal import image_layer
     from hn_modulefix._ray import ray_runtime_env
+    from hn_modulefix._ship import ship
 
 
 def __getattr__(name: str) -> object:

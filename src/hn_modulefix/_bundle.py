@@ -20,7 +20,8 @@ import warnings
 from pathlib import Path
 from typing import Iterable, Sequence, Union
 
-from hn_modulefix._manifest import MANIFEST_NAME, Source, dump, is_module_name, sha256_bytes
+from _hn_modulefix_boot import NAMES_FILE
+from hn_modulefix._manifest import MANIFEST_NAME, Manifest, Source, dump, dump_names, is_module_name, sha256_bytes
 
 PathLike = Union[str, "os.PathLike[str]"]
 MODULES_DIR = "modules"
@@ -225,6 +226,46 @@ def _drop_ambiguous(found: dict[str, _Local]) -> None:
                               "scripts separately or give --root" % path)
 
 
+def _standard_names() -> frozenset[str]:
+    names = getattr(sys, "stdlib_module_names", None)  # Python 3.10+
+    if names is not None:
+        return frozenset(names)
+    found = set(sys.builtin_module_names)
+    stdlib = sysconfig.get_paths()["stdlib"]
+    for directory in (stdlib, os.path.join(stdlib, "lib-dynload")):
+        for entry in os.listdir(directory) if os.path.isdir(directory) else ():
+            stem = entry.split(".")[0]
+            if entry.endswith((".py", ".so")) or os.path.isfile(os.path.join(directory, entry, "__init__.py")):
+                found.add(stem)
+    return frozenset(found)
+
+
+def _drop_standard(found: dict[str, _Local]) -> None:
+    """A script-side `logging.py` never reached the driver, which had imported the standard
+    module first; shipping it would hand it to every worker instead."""
+    standard = _standard_names()
+    for path, local in sorted(found.items()):
+        dropped = sorted(n for n in local.names if n.split(".")[0] in standard)
+        if dropped:
+            warnings.warn("hn_modulefix: %s is not shipped as %s: the standard library has that module, and "
+                          "every process imports the standard one, as the driver does"
+                          % (path, ", ".join(dropped)), stacklevel=3)
+            local.names.difference_update(dropped)
+
+
+def _warn_installed(found: dict[str, _Local]) -> None:
+    from importlib.machinery import PathFinder
+
+    site_dirs = [d for d in _installed_dirs() if os.path.basename(d.rstrip(os.sep)) in ("site-packages", "dist-packages")]
+    tops = {name.split(".")[0]: path for path, local in sorted(found.items()) for name in local.names}
+    for top, path in sorted(tops.items()):
+        spec = PathFinder.find_spec(top, site_dirs)
+        if spec is not None:
+            where = spec.origin or ", ".join(spec.submodule_search_locations or ())
+            warnings.warn("hn_modulefix: %r is also an installed module (%s); with this bundle every process "
+                          "gets the script's (%s) instead" % (top, where, path), stacklevel=3)
+
+
 def _relpath_for(local: _Local) -> str:
     # The longest name is the most qualified and unique: lay the file out by it.
     name = max(sorted(local.names), key=lambda n: n.count("."))
@@ -247,14 +288,26 @@ def _replace_dir(staging: str, out: str) -> None:
         os.rename(staging, out)
 
 
-def bundle(*scripts: PathLike, out: PathLike, root: PathLike | None = None,
-           include: Iterable[str] = ()) -> Path:
-    """Copy `scripts` and their local import closure into `out`; return the manifest path.
+class _Planned:
+    """One file of a bundle-to-be: where it is, what it holds, the names it is listed under."""
 
-    `root` is the project root (default: the current directory), from which scripts are
-    also importable by dotted name (``scripts.pipeline``).  `include` adds modules that
-    are imported in ways the source does not show, by dotted name.
-    """
+    __slots__ = ("path", "package", "names", "relpath", "data")
+
+    def __init__(self, local: _Local) -> None:
+        self.path = local.path
+        self.package = local.package
+        self.names = tuple(sorted(local.names, key=lambda n: (n.count("."), n)))
+        self.relpath = _relpath_for(local)
+        with open(local.path, "rb") as f:
+            self.data = f.read()
+
+    def source(self, directory: str) -> Source:
+        return Source(self.names, self.relpath, os.path.join(directory, *self.relpath.split("/")),
+                      sha256_bytes(self.data), self.package, self.path)
+
+
+def plan(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str] = ()) -> list[_Planned]:
+    """What `bundle` would ship, read now: every file of the scripts' local closure."""
     if not scripts:
         raise BundleError("no script given")
     project_root = os.path.realpath(os.fspath(root) if root is not None else os.getcwd())
@@ -270,30 +323,49 @@ def bundle(*scripts: PathLike, out: PathLike, root: PathLike | None = None,
             raise BundleError("--include %r is not a dotted module name" % (name,))
     found = _collect(script_paths, project_root, extra)
     _drop_ambiguous(found)
+    _drop_standard(found)
+    _warn_installed(found)
+    try:
+        return [_Planned(local) for _, local in sorted(found.items(), key=lambda item: sorted(item[1].names))
+                if local.names]
+    except OSError as exc:
+        raise BundleError("cannot read %s: %s" % (exc.filename, exc.strerror or exc)) from exc
 
+
+def write(planned: Sequence[_Planned], out: PathLike) -> Path:
+    """Write the planned files, manifest.json and names.txt into `out`; return the manifest path."""
     out_path = os.path.abspath(os.fspath(out))
     parent = os.path.dirname(out_path)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".hn_modulefix-new-", dir=parent)
     try:
         sources = []
-        for path, local in sorted(found.items(), key=lambda item: sorted(item[1].names)):
-            with open(path, "rb") as f:
-                data = f.read()
-            relpath = _relpath_for(local)
-            target = os.path.join(staging, *relpath.split("/"))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "wb") as f:
-                f.write(data)
-            names = tuple(sorted(local.names, key=lambda n: (n.count("."), n)))
-            sources.append(Source(names, relpath, target, sha256_bytes(data), local.package))
+        for item in planned:
+            source = item.source(staging)
+            os.makedirs(os.path.dirname(source.path), exist_ok=True)
+            with open(source.path, "wb") as f:
+                f.write(item.data)
+            sources.append(source)
         with open(os.path.join(staging, MANIFEST_NAME), "w", encoding="utf-8") as f:
             f.write(dump(sources))
+        with open(os.path.join(staging, NAMES_FILE), "w", encoding="utf-8") as f:
+            f.write(dump_names(Manifest(os.path.join(staging, MANIFEST_NAME), sources)))
         _replace_dir(staging, out_path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Path(out_path, MANIFEST_NAME)
+
+
+def bundle(*scripts: PathLike, out: PathLike, root: PathLike | None = None,
+           include: Iterable[str] = ()) -> Path:
+    """Copy `scripts` and their local import closure into `out`; return the manifest path.
+
+    `root` is the project root (default: the current directory), from which scripts are
+    also importable by dotted name (``scripts.pipeline``).  `include` adds modules that
+    are imported in ways the source does not show, by dotted name.
+    """
+    return write(plan(*scripts, root=root, include=include), out)
 
 
 def cli_arguments(parser: argparse.ArgumentParser) -> None:

@@ -391,7 +391,7 @@ def _fix(kind: str, module: str, manifest: str | None, listed: bool | None, mani
         return ("the bundle lists it but no finder answered in the fresh interpreter: run "
                 "`hn-modulefix doctor` there (start-up hook missing or disabled?)")
     if kind == "stale":
-        return "the shipped copy is missing or changed since bundling: re-run `hn-modulefix bundle` and ship it again"
+        return "a listed file changed or is missing since bundling: re-run `hn-modulefix bundle` and ship it again"
     if kind == "attribute":
         return ("the module a worker imports lacks what the payload names: ship the sender's version "
                 "(re-run `hn-modulefix bundle`) or install the same version everywhere")
