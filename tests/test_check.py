@@ -408,3 +408,24 @@ def test_doctor_lists_every_sitecustomize_in_order(hook_python: Path, tmp_path: 
     start = lines.index("sitecustomize  %s (ran)" % (first / "sitecustomize.py"))
     assert lines[start + 1] == ("               %s (did not run: only one sitecustomize runs; hn_modulefix's hook)"
                                 % (second / "sitecustomize.py"))
+
+
+def test_a_worker_getting_another_module_of_the_same_name_fails_with_both_locations(
+        record_module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    point = record_module.Point(1, None)
+    other = tmp_path / "site2" / "record.py"
+    other.parent.mkdir()
+    other.write_text("class Point:\n    pass\n")  # importable, and has the attribute: only identity tells
+    monkeypatch.setenv("PYTHONPATH", str(other.parent))
+    (failed,) = check(point).failed
+    assert failed.error == "a worker imports it from %s, this process from %s" % (other, record_module.__file__)
+    assert failed.fix.startswith("ship this process's module: a bundle")
+    manifest = bundle(record_module.__file__, out=tmp_path / "bundle", root=tmp_path / "proj")
+    assert check(point, manifest=manifest).ok  # the bundle is answered first
+
+    other.unlink()
+    (other.parent / "record").mkdir()  # a directory of that name: a namespace package
+    (failed,) = check(point).failed
+    assert failed.error == ("a worker gets a namespace package (%s) where this process has %s"
+                            % (other.parent / "record", record_module.__file__))
+    assert check(point, manifest=manifest).ok

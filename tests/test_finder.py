@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import importlib
+import importlib.util
 import json
+import marshal
 import shutil
 import sys
 import threading
@@ -247,3 +249,120 @@ def test_threads_importing_a_failing_module_all_fail_and_leave_nothing(tmp_path:
         t.join()
     assert outcomes == ["ValueError"] * 16
     assert "bad" not in sys.modules
+
+
+# -- which file a listed name is executed from -----------------------------------------
+
+
+def test_the_drivers_own_file_is_used_where_it_exists(tmp_path: Path) -> None:
+    manifest = make_project(tmp_path)
+    install(manifest)
+    job = importlib.import_module("job")
+    assert job.__file__ == str(tmp_path / "proj" / "scripts" / "job.py")
+    assert hn_modulefix._finder.from_bundle(job.__spec__)
+
+
+def test_a_module_another_finder_locates_is_used_when_its_bytes_match(shipped: Path, tmp_path: Path) -> None:
+    mount = write(tmp_path / "root" / "job.py", JOB)  # Modal's /root/<stem>.py, say
+    write(tmp_path / "root" / "helper.py", "raise RuntimeError('not this one: other bytes')\n")
+    sys.path.insert(0, str(mount.parent))
+    install(shipped)
+    job = importlib.import_module("job")
+    assert job.__file__ == str(mount) and job.EXECUTIONS == [1]
+    # helper.py there has other content: the shipped copy is used instead, silently right.
+    assert sys.modules["helper"].__file__ == str(shipped.parent / "modules" / "scripts" / "helper.py")
+
+
+@pytest.mark.parametrize("other", ["module", "namespace"])
+def test_another_module_or_a_namespace_directory_never_shadows(shipped: Path, tmp_path: Path, other: str) -> None:
+    if other == "module":
+        write(tmp_path / "real" / "job.py", "WHERE = 'real'\n")
+    else:
+        (tmp_path / "real" / "job").mkdir(parents=True)
+    sys.path.insert(0, str(tmp_path / "real"))
+    install(shipped)
+    job = importlib.import_module("job")
+    assert job.__file__ == str(shipped.parent / "modules" / "scripts" / "job.py") and not hasattr(job, "WHERE")
+
+
+def test_an_edited_original_fails_and_names_it(tmp_path: Path) -> None:
+    manifest = make_project(tmp_path)
+    original = tmp_path / "proj" / "scripts" / "job.py"
+    original.write_text(JOB + "EDITED = True\n")
+    install(manifest)
+    with pytest.raises(ImportError) as info:
+        importlib.import_module("job")
+    assert str(info.value).startswith("hn_modulefix cannot rebuild module 'job' (also listed as 'scripts.job') from "
+                                      "%s (bundle %s): it changed since it was bundled" % (original, manifest))
+    assert "job" not in sys.modules
+
+
+def test_a_shipped_package_path_names_its_directory(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    write(project / "kit" / "__init__.py", "")
+    write(project / "kit" / "parts.py", "X = 1\n")
+    write(project / "job.py", "import kit.parts\n")
+    manifest = bundle(project / "job.py", out=tmp_path / "bundle", root=project)
+    shutil.rmtree(project)
+    install(manifest)
+    kit = importlib.import_module("kit")
+    assert kit.__path__ == [str(tmp_path / "bundle" / "modules" / "kit")]
+    assert importlib.import_module("kit.parts").__spec__.loader.__class__.__name__ == "ShippedLoader"
+
+
+def test_the_bytes_executed_are_the_bytes_verified(shipped: Path, tmp_path: Path) -> None:
+    install(shipped)
+    spec = ours()[0].find_spec("scripts.helper")
+    # Replaced after the check: a second read would execute this.
+    (shipped.parent / "modules" / "scripts" / "helper.py").write_text("raise RuntimeError('second read')\n")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["scripts.helper"] = module
+    spec.loader.exec_module(module)
+    assert module.Color.RED.value == 1
+
+
+def pyc_header(flags: int, source: Path) -> bytes:
+    if flags:
+        return importlib.util.MAGIC_NUMBER + flags.to_bytes(4, "little") + importlib.util.source_hash(
+            source.read_bytes())
+    stat = source.stat()
+    return (importlib.util.MAGIC_NUMBER + b"\0\0\0\0" + int(stat.st_mtime).to_bytes(4, "little")
+            + stat.st_size.to_bytes(4, "little"))
+
+
+@pytest.mark.parametrize("flags", [0, 1], ids=["timestamp", "unchecked-hash"])
+def test_a_bytecode_cache_that_does_not_check_the_source_never_runs(shipped: Path, flags: int) -> None:
+    helper = shipped.parent / "modules" / "scripts" / "helper.py"
+    cache = Path(importlib.util.cache_from_source(str(helper)))
+    cache.parent.mkdir(exist_ok=True)
+    evil = compile("raise RuntimeError('tampered bytecode ran')\n", str(helper), "exec")
+    cache.write_bytes(pyc_header(flags, helper) + marshal.dumps(evil))
+    install(shipped)
+    assert importlib.import_module("scripts.helper").Color.RED.value == 1
+
+
+def test_the_cache_written_is_hash_checked_and_used(shipped: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    install(shipped)
+    helper = importlib.import_module("scripts.helper")
+    cache = Path(helper.__cached__).read_bytes()
+    assert cache[4:8] == b"\x03\x00\x00\x00"  # checked hash-based (PEP 552)
+    assert cache[8:16] == importlib.util.source_hash(Path(helper.__file__).read_bytes())
+
+
+def test_a_module_failing_after_importing_its_alias_leaves_neither_name(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    write(project / "scripts" / "bad.py", "import scripts.bad\nraise ValueError('after the alias')\n")
+    manifest = bundle(project / "scripts" / "bad.py", out=tmp_path / "bundle", root=project)
+    install(manifest)
+    with pytest.raises(ImportError, match="executing it raised ValueError: after the alias"):
+        importlib.import_module("bad")
+    assert "bad" not in sys.modules and "scripts.bad" not in sys.modules
+
+
+def test_a_byte_identical_module_imported_earlier_under_another_name_is_reused(tmp_path: Path) -> None:
+    manifest = make_project(tmp_path)
+    sys.path.insert(0, str(tmp_path / "proj" / "scripts"))
+    job = importlib.import_module("job")  # before the finder, as the driver did
+    install(manifest)
+    assert importlib.import_module("scripts.job") is job and job.EXECUTIONS == [1]

@@ -144,3 +144,23 @@ def test_install_hook_into_another_interpreter(hook_python: Path, manifest: Path
     code = "import job; print(job.Item(5))"
     hooked = run([str(plain), "-c", code], cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
     assert (hooked.returncode, hooked.stdout, hooked.stderr) == (0, "Item(x=5)\n", "")
+
+
+def test_the_hook_run_again_adds_no_second_finder(hook_python: Path, manifest: Path, tmp_path: Path) -> None:
+    # The .pth ran start() already; sitecustomize or a second site pass may run it again.
+    code = ("import sys, _hn_modulefix_boot as boot\nboot.start()\nboot.start()\n"
+            "print(sum(getattr(f, '_hn_modulefix_finder', False) for f in sys.meta_path))\n")
+    result = run([str(hook_python), "-c", code], cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "1\n", "")
+
+
+def test_names_txt_that_disagrees_with_the_manifest_disables_the_finder(hook_python: Path, manifest: Path,
+                                                                        tmp_path: Path) -> None:
+    names = manifest.parent / "names.txt"
+    assert names.read_text() == "job\nscripts\nscripts.job\n"
+    names.write_text("job\n")
+    result = run([str(hook_python), "-c", "import job"], cwd=tmp_path,
+                 env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
+    assert result.returncode == 1 and result.stderr.startswith(
+        "hn_modulefix: finder disabled: names.txt beside %s does not list the names the manifest does: re-run "
+        "`hn-modulefix bundle`\n" % manifest)

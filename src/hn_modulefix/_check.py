@@ -302,7 +302,7 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def _probe_one(module_name: str, names: list[str]) -> dict[str, str]:
+def _probe_one(module_name: str, names: list[str]) -> dict[str, Any]:
     import importlib
 
     if module_name == "__main__":
@@ -328,17 +328,41 @@ def _probe_one(module_name: str, names: list[str]) -> dict[str, str]:
         else:
             kind = "raised"
         return {"status": "failed", "kind": kind, "error": error}
+    file = getattr(module, "__file__", None)
+    located = {"file": file if isinstance(file, str) else None,
+               "path": [str(p) for p in getattr(module, "__path__", None) or ()]}
     for name in names:
         target: object = module
         try:
             for part in name.split(".") if name else ():
                 target = getattr(target, part)
         except Exception as exc:
-            return {"status": "failed", "kind": "attribute",
-                    "error": "%s: %s (looking up %s.%s)" % (type(exc).__name__, exc, module_name, name)}
+            return dict(located, status="failed", kind="attribute",
+                        error="%s: %s (looking up %s.%s)" % (type(exc).__name__, exc, module_name, name))
     from hn_modulefix._finder import from_bundle
 
-    return {"status": "bundle" if from_bundle(getattr(module, "__spec__", None)) else "ok"}
+    return dict(located, status="bundle" if from_bundle(getattr(module, "__spec__", None)) else "ok")
+
+
+def _same_module(module: str, outcome: dict[str, Any]) -> str | None:
+    """Why the module a worker imported is not the one this process has (None: it is):
+    another file under the same name, or a namespace package where this process has a file."""
+    mine = getattr(sys.modules.get(module), "__file__", None)
+    if not isinstance(mine, str) or "path" not in outcome:
+        return None  # not imported here (or by the worker), or nothing to compare with
+    theirs = outcome.get("file")
+    if theirs is None:
+        return ("a worker gets a namespace package (%s) where this process has %s"
+                % (", ".join(outcome.get("path") or ()) or "no directory", mine))
+    if os.path.realpath(theirs) == os.path.realpath(mine):
+        return None
+    try:
+        with open(theirs, "rb") as a, open(mine, "rb") as b:
+            if a.read() == b.read():
+                return None  # a copy of the same file, as a bundle ships it
+    except OSError:
+        pass
+    return "a worker imports it from %s, this process from %s" % (theirs, mine)
 
 
 def _probe_main(argv: list[str]) -> int:
@@ -349,7 +373,7 @@ def _probe_main(argv: list[str]) -> int:
     return 0
 
 
-def _run_probe(request: dict[str, list[str]], manifest: str | None) -> tuple[dict[str, dict[str, str]], list[str]]:
+def _run_probe(request: dict[str, list[str]], manifest: str | None) -> tuple[dict[str, dict[str, Any]], list[str]]:
     if not sys.executable:
         raise CheckError("this interpreter does not know its own executable (sys.executable is empty)")
     env = dict(os.environ)
@@ -395,6 +419,9 @@ def _fix(kind: str, module: str, manifest: str | None, listed: bool | None, mani
     if kind == "attribute":
         return ("the module a worker imports lacks what the payload names: ship the sender's version "
                 "(re-run `hn-modulefix bundle`) or install the same version everywhere")
+    if kind == "other":
+        return ("ship this process's module: a bundle (`hn-modulefix bundle SCRIPT -o DIR`, or hn_modulefix.ship()) "
+                "is answered ahead of same-named modules and directories (%s)" % _ALTERNATIVES)
     if kind == "main":
         return "move these objects into a module, or pickle them by value (cloudpickle does for __main__)"
     return "importing it raises in a fresh interpreter, so a worker fails the same way: fix that error"
@@ -437,6 +464,11 @@ def check(obj: object, *, manifest: PathLike | None = None) -> CheckResult:
     modules = []
     for module, names in sorted(refs.items()):
         outcome = outcomes[module]
+        if outcome["status"] != "failed" or outcome["kind"] == "attribute":
+            # Another module under this name explains a missing attribute too, and better.
+            other = _same_module(module, outcome)
+            if other is not None:
+                outcome = {"status": "failed", "kind": "other", "error": other}
         fix = None
         if outcome["status"] == "failed":
             fix = _fix(outcome["kind"], module, active, module in listed, manifest_problem)

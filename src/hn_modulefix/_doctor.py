@@ -17,7 +17,7 @@ from importlib.machinery import PathFinder
 
 from _hn_modulefix_boot import ENV_MANIFEST as _ENV_MANIFEST
 from hn_modulefix._hook import PTH_NAME as _PTH_NAME
-from hn_modulefix._manifest import ManifestError, Source, SourceChanged, load, read_verified
+from hn_modulefix._manifest import ManifestError, Source, SourceChanged, load, read_matching, read_verified
 
 _BOOT = "_hn_modulefix_boot"
 _ASK_FINDER = ("import sys\n"
@@ -78,18 +78,27 @@ def _site_dirs() -> list[str]:
     return list(unique.values())
 
 
-def _source_problem(source: Source) -> tuple[str, str | None]:
-    """The state of one listed file, and what is wrong with it (None when nothing)."""
+def _source_problem(source: Source) -> tuple[str, str, str | None]:
+    """The state of one listed file, the file it concerns, and what is wrong with it
+    (None when nothing)."""
+    if source.original is not None:
+        try:
+            read_matching(source.original, source.sha256)
+        except SourceChanged:
+            # Workers here would find the driver's file edited: they refuse to run the old copy.
+            return "STALE", source.original, "changed since it was bundled"
+        except OSError:
+            pass  # not on this machine: the shipped copy is what counts
     try:
         read_verified(source)
     except FileNotFoundError:
-        return "MISSING", "the file is missing"
+        return "MISSING", source.path, "the file is missing"
     except OSError as exc:
-        return "UNREADABLE", "cannot read it: %s" % (exc.strerror or exc)
+        return "UNREADABLE", source.path, "cannot read it: %s" % (exc.strerror or exc)
     except SourceChanged as exc:
-        return "CHANGED", ("sha256 mismatch: the manifest lists %s, the file has %s (changed after bundling)"
-                           % (exc.listed[:12], exc.found[:12]))
-    return "ok", None
+        return "CHANGED", source.path, ("sha256 mismatch: the manifest lists %s, the file has %s (changed after "
+                                        "bundling)" % (exc.listed[:12], exc.found[:12]))
+    return "ok", source.path, None
 
 
 def _finder_at_start() -> tuple[str | None, str]:
@@ -137,11 +146,11 @@ def _manifest_rows(doc: _Doctor, manifest_path: str) -> None:
             % (manifest.path, _ENV_MANIFEST, count, "" if count == 1 else "s"))
     width = max([len(source.relpath) for source in manifest.sources] + [0])
     for source in manifest.sources:
-        state, problem = _source_problem(source)
+        state, where, problem = _source_problem(source)
         doc.lines.append("  %-12s %-*s  %s" % (state, width, source.relpath, ", ".join(source.names)))
         if problem is not None:
             doc.problems.append("%s (%s): %s; re-run `hn-modulefix bundle`"
-                                % (source.path, ", ".join(source.names), problem))
+                                % (where, ", ".join(source.names), problem))
 
 
 def doctor() -> tuple[list[str], list[str]]:
