@@ -227,13 +227,19 @@ def test_include_ships_a_module_the_source_does_not_show(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("argv0", [["-m", "hn_modulefix"], ["-c", "from hn_modulefix._cli import main; import sys; sys.exit(main())"]])
 def test_cli_prints_the_manifest_path_last(tmp_path: Path, argv0: list[str]) -> None:
-    write(tmp_path / "scripts" / "job.py", "import helper\n")
+    long = "a_helper_module_with_a_rather_long_name"
+    write(tmp_path / "scripts" / "job.py", "import helper, %s\n" % long)
     write(tmp_path / "scripts" / "helper.py")
+    write(tmp_path / "scripts" / (long + ".py"))
     result = run([sys.executable, *argv0, "bundle", "scripts/job.py", "-o", "out"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[-1] == str(tmp_path / "out" / "manifest.json")
-    assert "helper, scripts.helper" in result.stdout and "job, scripts.job" in result.stdout
+    assert (result.returncode, result.stderr) == (0, "")
+    # The names column is as wide as its longest entry, so the paths stay aligned.
+    assert result.stdout.splitlines() == [
+        "%s, scripts.%s  modules/scripts/%s.py" % (long, long, long),
+        "helper, scripts.helper%s  modules/scripts/helper.py" % (" " * (2 * len(long) - 2 * len("helper"))),
+        "job, scripts.job%s  modules/scripts/job.py" % (" " * (2 * len(long) - 2 * len("job"))),
+        str(tmp_path / "out" / "manifest.json"),
+    ]
 
 
 def test_console_script_reports_errors_in_one_line(tmp_path: Path) -> None:
