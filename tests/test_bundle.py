@@ -60,6 +60,28 @@ def test_script_siblings_packages_and_hidden_imports_ship(tmp_path: Path) -> Non
         assert entry["package"] == entry["path"].endswith("__init__.py")
 
 
+def test_relative_imports_inside_a_namespace_directory_ship_their_targets(tmp_path: Path) -> None:
+    # A namespace directory is not shipped whole the way a regular package is: only what
+    # its modules import, relative imports included, makes the closure.
+    p = tmp_path / "proj"
+    write(p / "job.py", "import ns.a\n")
+    write(p / "ns" / "a.py", "from . import b\nfrom .c import f\nfrom .deep import d\nfrom .. import top\n")
+    write(p / "ns" / "b.py")
+    write(p / "ns" / "deep" / "d.py", "from .. import e\n")
+    write(p / "ns" / "e.py")
+    write(p / "ns" / "c.py", "def f(): pass\n")
+    write(p / "ns" / "unused.py")
+    write(p / "top.py")  # `from .. import top` goes beyond the top-level package: fails at run time too
+    assert listing(bundle(p / "job.py", out=tmp_path / "out", root=p)) == {
+        "modules/job.py": ["job"],
+        "modules/ns/a.py": ["ns.a"],
+        "modules/ns/b.py": ["ns.b"],
+        "modules/ns/c.py": ["ns.c"],
+        "modules/ns/deep/d.py": ["ns.deep.d"],
+        "modules/ns/e.py": ["ns.e"],
+    }
+
+
 def test_standard_library_and_site_packages_never_ship(tmp_path: Path) -> None:
     p = tmp_path / "proj"
     write(p / "job.py", "import json, os.path, email.mime.text, cloudpickle, daft, pytest\n")
