@@ -321,6 +321,21 @@ def doctor(python: Path, *flags: str, cwd: Path, **env: str):
     return run([str(python), *flags, "-m", "hn_modulefix", "doctor"], cwd=cwd, env=clean_env(**env))
 
 
+def sitecustomize_rows(python: Path, cwd: Path) -> list[str]:
+    """What doctor must say about sitecustomize modules this interpreter has of its own
+    (Debian's and Ubuntu's system Pythons ship one; python.org builds do not)."""
+    code = ("import os, sys\n"
+            "for entry in sys.path[1:]:\n"  # sys.path[0] is the -c working directory, not doctor's
+            "    path = os.path.join(entry or '.', 'sitecustomize.py')\n"
+            "    if os.path.isfile(path):\n"
+            "        print(path)\n")
+    found = run([str(python), "-c", code], cwd=cwd).stdout.splitlines()
+    if not found:
+        return ["sitecustomize  none on sys.path"]
+    return (["sitecustomize  %s (ran)" % found[0]]
+            + ["               %s (did not run: only one sitecustomize runs)" % path for path in found[1:]])
+
+
 def test_doctor_inert_without_a_manifest(hook_python: Path, tmp_path: Path) -> None:
     site = venv_site(hook_python.parent.parent)
     result = doctor(hook_python, cwd=tmp_path)
@@ -332,7 +347,7 @@ def test_doctor_inert_without_a_manifest(hook_python: Path, tmp_path: Path) -> N
         "boot module    %s" % (site / "_hn_modulefix_boot.py"),
         "finder         not installed (the hook stays inert while HN_MODULEFIX_MANIFEST is not set)",
         "manifest       HN_MODULEFIX_MANIFEST is not set",
-        "sitecustomize  none on sys.path",
+        *sitecustomize_rows(hook_python, tmp_path),
         "no problems found",
     ]
 
@@ -345,7 +360,7 @@ def test_doctor_with_a_manifest_lists_every_file(hook_python: Path, job_manifest
         "finder         installed at start-up by %s" % (site / "_hn_modulefix_boot.py"),
         "manifest       %s (from HN_MODULEFIX_MANIFEST): parses, 1 file" % job_manifest,
         "  ok           modules/scripts/job.py  job, scripts.job",
-        "sitecustomize  none on sys.path",
+        *sitecustomize_rows(hook_python, tmp_path),
         "no problems found",
     ]
 
@@ -371,7 +386,67 @@ def test_doctor_reports_an_unparsable_manifest(hook_python: Path, tmp_path: Path
     assert result.returncode == 1
     assert "manifest       %s (from HN_MODULEFIX_MANIFEST): does not parse" % (tmp_path / "manifest.json") \
         in result.stdout.splitlines()
-    assert result.stdout.splitlines()[-1].startswith("  manifest %s is not valid JSON" % (tmp_path / "manifest.json"))
+    assert result.stdout.splitlines()[-2:] == [
+        "1 problem:",
+        "  manifest %s is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 "
+        "(char 1); the finder stays disabled: HN_MODULEFIX_MANIFEST must name a manifest.json that `hn-modulefix "
+        "bundle` wrote" % (tmp_path / "manifest.json")]
+
+
+def test_doctor_says_a_missing_manifest_is_missing(hook_python: Path, tmp_path: Path) -> None:
+    nowhere = tmp_path / "build" / "manifest.json"
+    result = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(nowhere))
+    # The stderr line is the start-up hook's in doctor's own interpreter, as in any other.
+    assert (result.returncode, result.stderr) == (
+        1, "hn_modulefix: finder disabled: cannot read manifest %s: No such file or directory\n" % nowhere)
+    lines = result.stdout.splitlines()
+    assert lines[5] == "manifest       %s (from HN_MODULEFIX_MANIFEST): missing" % nowhere
+    assert lines[-2:] == [
+        "1 problem:",
+        "  manifest %s does not exist; the finder stays disabled: point HN_MODULEFIX_MANIFEST at the manifest.json "
+        "of a bundle (`hn-modulefix bundle SCRIPT -o DIR` makes one)" % nowhere]
+
+
+def test_doctor_and_check_resolve_pythonpath_references_as_the_finder_does(hook_python: Path, tmp_path: Path) -> None:
+    # The Ray form: the bundle directory is found on sys.path (PYTHONPATH here), not at a path.
+    project, shipped, elsewhere = tmp_path / "proj", tmp_path / "shipped", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "job.py").write_text("class Point:\n    pass\n")
+    bundle(project / "job.py", out=shipped / "hn_modulefix_bundle_x", root=project)
+    manifest = shipped / "hn_modulefix_bundle_x" / "manifest.json"
+    reference = "pythonpath:hn_modulefix_bundle_x/manifest.json"
+    env = clean_env(HN_MODULEFIX_MANIFEST=reference, PYTHONPATH=str(shipped))
+    finder = run([str(hook_python), "-c", "import job; print(job.__file__)"], cwd=elsewhere, env=env)
+    assert (finder.returncode, finder.stdout, finder.stderr) == (0, "%s\n" % (manifest.parent / "modules" / "job.py"),
+                                                                 "")
+
+    result = run([str(hook_python), "-m", "hn_modulefix", "doctor"], cwd=elsewhere, env=env)
+    assert (result.returncode, result.stderr) == (0, ""), result.stdout
+    assert result.stdout.splitlines()[5:7] == [
+        "manifest       %s (from HN_MODULEFIX_MANIFEST=%s): parses, 1 file" % (manifest, reference),
+        "  ok           modules/job.py  job"]
+
+    payload = elsewhere / "point.pkl"
+    payload.write_bytes(b"\x80\x04\x8c\x03job\x8c\x05Point\x93.")
+    for args, check_env in ((["--manifest", reference], clean_env(PYTHONPATH=str(shipped))), ([], env)):
+        result = run([str(hook_python), "-m", "hn_modulefix", "check", str(payload), *args], cwd=elsewhere,
+                     env=check_env)
+        assert (result.returncode, result.stderr) == (0, ""), result.stdout
+        assert result.stdout.splitlines() == [
+            "1 modules to import, tried in a fresh `python -m` in another directory (HN_MODULEFIX_MANIFEST=%s):"
+            % reference,
+            "  bundle  job  Point",
+            "ok: a worker can import all 1 modules (1 only through the bundle)"]
+
+    env["PYTHONPATH"] = str(elsewhere)  # no entry holds the bundle now
+    result = run([str(hook_python), "-m", "hn_modulefix", "doctor"], cwd=elsewhere, env=env)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[5] == "manifest       %s (from HN_MODULEFIX_MANIFEST): missing" % reference
+    assert lines[-2:] == ["1 problem:",
+                          "  manifest %s: no sys.path entry holds hn_modulefix_bundle_x/manifest.json; the finder "
+                          "stays disabled: put the directory that holds it on PYTHONPATH" % reference]
 
 
 def test_doctor_without_site(hook_python: Path, job_manifest: Path, tmp_path: Path) -> None:

@@ -407,6 +407,7 @@ def check(obj: object, *, manifest: PathLike | None = None) -> CheckResult:
     (``daft.pickle.dumps(expr)``, say).  `manifest` sets HN_MODULEFIX_MANIFEST for the
     fresh interpreter; by default it inherits this process's environment unchanged.
     """
+    from hn_modulefix._finder import _manifest_argument
     from hn_modulefix._manifest import ManifestError, load
 
     if isinstance(obj, (bytes, bytearray, memoryview)):
@@ -424,11 +425,12 @@ def check(obj: object, *, manifest: PathLike | None = None) -> CheckResult:
     manifest_problem = None
     active = os.environ.get(_ENV_MANIFEST) or None
     if manifest is not None:
-        active = os.path.abspath(os.fspath(manifest))
+        # A pythonpath: reference stays one: the fresh interpreter resolves it, as a worker would.
+        active = _manifest_argument(manifest)
         listed = frozenset(load(active).by_name)  # one given explicitly must be usable
     elif active is not None:
         try:
-            listed = frozenset(load(os.path.abspath(active)).by_name)
+            listed = frozenset(load(active).by_name)
         except ManifestError as exc:
             # Inherited from the environment, it is reported as the workers meet it.
             manifest_problem = str(exc)
