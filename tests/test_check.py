@@ -141,6 +141,11 @@ def record_module(tmp_path: Path, import_state: None, monkeypatch: pytest.Monkey
     return module
 
 
+SHIP_IT = ("ship it: bundle the script that imports it (`hn-modulefix bundle SCRIPT -o DIR`) and give the workers "
+           "HN_MODULEFIX_MANIFEST=DIR/manifest.json (Modal: hn_modulefix.image_layer(); "
+           "Ray: hn_modulefix.ray_runtime_env())")
+
+
 def test_cloudpickle_payload_fails_without_and_passes_with_a_bundle(record_module, tmp_path: Path) -> None:
     point = record_module.Point(1, collections.OrderedDict(a=1))
     red = check(point)
@@ -151,15 +156,15 @@ def test_cloudpickle_payload_fails_without_and_passes_with_a_bundle(record_modul
     ]
     (failed,) = red.failed
     assert failed.error == "ModuleNotFoundError: No module named 'record'"
-    assert failed.fix.startswith("ship it (here it comes from %s): bundle the script that imports it "
-                                 "(`hn-modulefix bundle SCRIPT -o DIR`)" % record_module.__file__)
+    assert failed.fix == SHIP_IT and failed.origin == record_module.__file__
     assert red.report().splitlines() == [
         "2 modules to import, tried in a fresh `python -m` in another directory (HN_MODULEFIX_MANIFEST unset):",
         "  ok      collections  OrderedDict",
         "  FAILED  record",
         "          ModuleNotFoundError: No module named 'record'",
         "          referenced by: record.Point",
-        "          fix: " + failed.fix,
+        "          here from: %s" % record_module.__file__,
+        "fix for record: " + SHIP_IT,
         "FAILED: 1 of 2 modules cannot be imported by a worker: record",
     ]
 
@@ -197,10 +202,12 @@ def test_an_inherited_broken_manifest_is_met_as_workers_meet_it(
     monkeypatch.setenv("HN_MODULEFIX_MANIFEST", str(broken))
     result = check(record_module.Point(1, None))
     (failed,) = result.failed
-    assert failed.fix.startswith("the bundle cannot be used: manifest %s is not valid JSON" % broken)
-    assert result.notes == ("hn_modulefix: finder disabled: manifest %s is not valid JSON: "
-                            "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)" % broken,)
-    assert result.report().splitlines()[-2] == result.notes[0]
+    problem = ("manifest %s is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 "
+               "(char 1)" % broken)
+    assert failed.fix == "the bundle cannot be used: " + problem
+    assert result.notes == ("hn_modulefix: finder disabled: " + problem,)
+    assert result.report().splitlines()[-3:] == [result.notes[0], "fix for record: " + failed.fix,
+                                                 "FAILED: 1 of 1 modules cannot be imported by a worker: record"]
 
 
 def test_stale_attribute_and_main_references(record_module, tmp_path: Path) -> None:
@@ -211,6 +218,16 @@ def test_stale_attribute_and_main_references(record_module, tmp_path: Path) -> N
     assert by_module["record"].error == ("AttributeError: module 'record' has no attribute 'Gone' "
                                          "(looking up record.Gone)")
     assert by_module["__main__"].fix.startswith("move these objects into a module")
+    assert by_module["record"].fix == ("the bundle's copy lacks what the payload names (bundled from an older "
+                                       "version?): re-run `hn-modulefix bundle` and ship it again")
+    # Not from the bundle: bundling again would not change what the worker imports.
+    (elsewhere,) = check(b"\x80\x04\x8c\x04json\x8c\x04Gone\x93.").failed
+    assert elsewhere.fix == ("the worker's version of the module lacks what the payload names: install the sender's "
+                             "version where the workers run")
+    assert result.report().splitlines()[-3:] == [
+        "fix for __main__: " + by_module["__main__"].fix,
+        "fix for record: " + by_module["record"].fix,
+        "FAILED: 2 of 2 modules cannot be imported by a worker: __main__, record"]
 
     shipped = tmp_path / "bundle" / "modules" / "record.py"
     shipped.write_text(shipped.read_text() + "# edited\n")
@@ -220,6 +237,22 @@ def test_stale_attribute_and_main_references(record_module, tmp_path: Path) -> N
     assert failed.error.startswith("ImportError: hn_modulefix cannot rebuild module 'record' from %s (bundle %s): "
                                    % (shipped, manifest))
     assert "sha256 mismatch: the manifest lists" in failed.error
+
+
+def test_the_fresh_interpreter_runs_in_another_directory(tmp_path: Path) -> None:
+    # A worker does not run in the sender's directory: a module importable only from
+    # there (`python -m` puts the working directory on sys.path) must fail the check.
+    (tmp_path / "local_only.py").write_text("class Thing:\n    pass\n")
+    (tmp_path / "thing.pkl").write_bytes(b"\x80\x04\x8c\nlocal_only\x8c\x05Thing\x93.")
+    result = run([sys.executable, "-m", "hn_modulefix", "check", "thing.pkl"], cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (1, "")
+    assert result.stdout.splitlines() == [
+        "1 modules to import, tried in a fresh `python -m` in another directory (HN_MODULEFIX_MANIFEST unset):",
+        "  FAILED  local_only",
+        "          ModuleNotFoundError: No module named 'local_only'",
+        "          referenced by: local_only.Thing",
+        "fix for local_only: " + SHIP_IT,
+        "FAILED: 1 of 1 modules cannot be imported by a worker: local_only"]
 
 
 def make_daft_payload(python: Path, scripts: Path, out: Path) -> None:
@@ -246,20 +279,18 @@ def test_daft_udf_expression_fails_without_and_passes_with_a_bundle(
     assert found["builtins"] == found["daft.daft"] == found["daft.expressions.expressions"] == "ok"
     assert lines[0] == ("%d modules to import, tried in a fresh `python -m` in another directory "
                         "(HN_MODULEFIX_MANIFEST unset):" % len(found))
-    fix = ("          fix: ship it: bundle the script that imports it (`hn-modulefix bundle SCRIPT -o DIR`) and give "
-           "the workers HN_MODULEFIX_MANIFEST=DIR/manifest.json (Modal: hn_modulefix.image_layer(); "
-           "Ray: hn_modulefix.ray_runtime_env())")
     start = lines.index("  FAILED  pipeline")
-    assert lines[start:start + 4] == ["  FAILED  pipeline",
+    assert lines[start:start + 3] == ["  FAILED  pipeline",
                                       "          ModuleNotFoundError: No module named 'pipeline'",
-                                      "          referenced by: pipeline.Scoring",
-                                      fix]
+                                      "          referenced by: pipeline.Scoring"]
     start = lines.index("  FAILED  helpers")
-    assert lines[start:start + 4] == ["  FAILED  helpers",
+    assert lines[start:start + 3] == ["  FAILED  helpers",
                                       "          ModuleNotFoundError: No module named 'helpers'",
-                                      "          referenced by: helpers.Review, helpers.Sentiment, helpers.tokens",
-                                      fix]
-    assert lines[-1] == "FAILED: 2 of %d modules cannot be imported by a worker: helpers, pipeline" % len(found)
+                                      "          referenced by: helpers.Review, helpers.Sentiment, helpers.tokens"]
+    # One fix for both: said once.
+    assert lines[-2:] == ["fix for helpers, pipeline: " + SHIP_IT,
+                          "FAILED: 2 of %d modules cannot be imported by a worker: helpers, pipeline" % len(found)]
+    assert sum(SHIP_IT in line for line in lines) == 1
 
     made = run([str(hook_python), "-m", "hn_modulefix", "bundle", "scripts/pipeline.py", "-o", str(tmp_path / "b")],
                cwd=example_project)
@@ -438,6 +469,14 @@ def test_doctor_and_check_resolve_pythonpath_references_as_the_finder_does(hook_
             % reference,
             "  bundle  job  Point",
             "ok: a worker can import all 1 modules (1 only through the bundle)"]
+
+    # Inherited, the reference is read as the workers read it: a bundle that does not list the module.
+    unlisted = elsewhere / "unlisted.pkl"
+    unlisted.write_bytes(b"\x80\x04\x8c\x08unlisted\x8c\x01X\x93.")
+    result = run([str(hook_python), "-m", "hn_modulefix", "check", str(unlisted)], cwd=elsewhere, env=env)
+    assert result.stdout.splitlines()[-2] == (
+        "fix for unlisted: the bundle %s does not list it: bundle the script that imports it too, or add "
+        "`--include unlisted` if it is imported in a way the source does not show" % reference)
 
     env["PYTHONPATH"] = str(elsewhere)  # no entry holds the bundle now
     result = run([str(hook_python), "-m", "hn_modulefix", "doctor"], cwd=elsewhere, env=env)
