@@ -238,6 +238,12 @@ def test_stale_attribute_and_main_references(record_module, tmp_path: Path) -> N
                                    % (shipped, manifest))
     assert "sha256 mismatch: the manifest lists" in failed.error
 
+    shipped.unlink()
+    shipped.mkdir()  # there but unreadable (permissions do not stop root, a directory does)
+    failed = {m.module: m for m in check(payload, manifest=manifest).failed}["record"]
+    assert failed.error.endswith(": the shipped path is a directory, not a file")
+    assert failed.fix == "the shipped copy exists but cannot be read: make the bundle readable where the workers run"
+
 
 def test_the_fresh_interpreter_runs_in_another_directory(tmp_path: Path) -> None:
     # A worker does not run in the sender's directory: a module importable only from
