@@ -415,6 +415,11 @@ def test_doctor_with_a_manifest_lists_every_file(hook_python: Path, job_manifest
     shipped.unlink()
     lines = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest)).stdout.splitlines()
     assert lines[6] == "  MISSING      modules/scripts/job.py  job, scripts.job"
+    assert lines[-1] == "  %s (job, scripts.job): the file is missing; re-run `hn-modulefix bundle`" % shipped
+    shipped.mkdir()  # there, but not readable as a file: bundling again is not what fixes that
+    lines = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest)).stdout.splitlines()
+    assert lines[6] == "  UNREADABLE   modules/scripts/job.py  job, scripts.job"
+    assert lines[-1] == "  %s (job, scripts.job): cannot read it: Is a directory" % shipped
 
 
 def test_doctor_reports_an_unparsable_manifest(hook_python: Path, tmp_path: Path) -> None:
