@@ -233,3 +233,29 @@ def test_threads_importing_a_failing_module_all_fail_and_leave_nothing(tmp_path:
         t.join()
     assert outcomes == ["ValueError"] * 16
     assert "bad" not in sys.modules
+
+
+def test_a_failure_deep_in_an_import_chain_is_named_first(tmp_path: Path) -> None:
+    project = tmp_path / "chain"
+    write(project / "top.py", "import middle\n")
+    write(project / "middle.py", "import inner\n")
+    write(project / "inner.py", "import root_cause\n")
+    write(project / "root_cause.py", "raise ValueError('the real problem')\n")
+    manifest = bundle(project / "top.py", out=tmp_path / "b", root=project)
+    install(manifest)
+    with pytest.raises(ImportError) as info:
+        importlib.import_module("top")
+
+    def clause(name: str) -> str:
+        return "hn_modulefix cannot rebuild module %r from %s (bundle %s): " % (
+            name, manifest.parent / "modules" / (name + ".py"), manifest)
+
+    assert str(info.value) == (clause("top") + "while executing, " + clause("root_cause")
+                               + "executing it raised ValueError: the real problem"
+                               " (import chain: 'middle' -> 'inner' -> 'root_cause')")
+    assert str(info.value.__cause__) == (clause("middle") + "while executing, " + clause("root_cause")
+                                         + "executing it raised ValueError: the real problem"
+                                         " (import chain: 'inner' -> 'root_cause')")
+    # One level down there is no chain to show.
+    assert str(info.value.__cause__.__cause__) == (clause("inner") + "while executing, " + clause("root_cause")
+                                                   + "executing it raised ValueError: the real problem")
