@@ -60,6 +60,28 @@ def test_script_siblings_packages_and_hidden_imports_ship(tmp_path: Path) -> Non
         assert entry["package"] == entry["path"].endswith("__init__.py")
 
 
+def test_relative_imports_inside_a_namespace_directory_ship_their_targets(tmp_path: Path) -> None:
+    # A namespace directory is not shipped whole the way a regular package is: only what
+    # its modules import, relative imports included, makes the closure.
+    p = tmp_path / "proj"
+    write(p / "job.py", "import ns.a\n")
+    write(p / "ns" / "a.py", "from . import b\nfrom .c import f\nfrom .deep import d\nfrom .. import top\n")
+    write(p / "ns" / "b.py")
+    write(p / "ns" / "deep" / "d.py", "from .. import e\n")
+    write(p / "ns" / "e.py")
+    write(p / "ns" / "c.py", "def f(): pass\n")
+    write(p / "ns" / "unused.py")
+    write(p / "top.py")  # `from .. import top` goes beyond the top-level package: fails at run time too
+    assert listing(bundle(p / "job.py", out=tmp_path / "out", root=p)) == {
+        "modules/job.py": ["job"],
+        "modules/ns/a.py": ["ns.a"],
+        "modules/ns/b.py": ["ns.b"],
+        "modules/ns/c.py": ["ns.c"],
+        "modules/ns/deep/d.py": ["ns.deep.d"],
+        "modules/ns/e.py": ["ns.e"],
+    }
+
+
 def test_standard_library_and_site_packages_never_ship(tmp_path: Path) -> None:
     p = tmp_path / "proj"
     write(p / "job.py", "import json, os.path, email.mime.text, cloudpickle, daft, pytest\n")
@@ -104,21 +126,114 @@ def test_rebundling_replaces_the_old_bundle_whole(tmp_path: Path) -> None:
     p = tmp_path / "proj"
     write(p / "job.py", "import old_helper\n")
     write(p / "old_helper.py")
-    bundle(p / "job.py", out=tmp_path / "out", root=p)
+    out = tmp_path / "out"
+    manifest = bundle(p / "job.py", out=out, root=p)
+    # What using the bundle leaves there: the bytecode caches the finder's loader writes
+    # (any interpreter's), and names.txt beside the manifest.
+    env = clean_env(HN_MODULEFIX_MANIFEST=str(manifest))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    p.rename(tmp_path / "away")  # so the shipped copies are the ones used (and cached)
+    used = run([sys.executable, "-c", "import job, old_helper"], cwd=tmp_path, env=env)
+    (tmp_path / "away").rename(p)
+    assert used.returncode == 0, used.stderr
+    assert sorted(x.name for x in (out / "modules" / "__pycache__").iterdir()) == [
+        "job.%s.pyc" % sys.implementation.cache_tag, "old_helper.%s.pyc" % sys.implementation.cache_tag]
+    write(out / "modules" / "__pycache__" / "old_helper.cpython-39.opt-1.pyc")
+    write(out / "names.txt", "job\nold_helper\n")
     write(p / "job.py", "\n")
-    manifest = bundle(p / "job.py", out=tmp_path / "out", root=p)
+    manifest = bundle(p / "job.py", out=out, root=p)
     assert listing(manifest) == {"modules/job.py": ["job"]}
-    assert not (tmp_path / "out" / "modules" / "old_helper.py").exists()
+    assert sorted(str(x.relative_to(out)) for x in out.rglob("*")) == ["manifest.json", "modules", "modules/job.py",
+                                                                      "names.txt"]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["out", "proj"]  # no staging left over
+
+
+def test_an_empty_directory_is_used(tmp_path: Path) -> None:
+    write(tmp_path / "proj" / "job.py")
+    (tmp_path / "out").mkdir()
+    bundle(tmp_path / "proj" / "job.py", out=tmp_path / "out", root=tmp_path / "proj")
+    assert listing(tmp_path / "out" / "manifest.json") == {"modules/job.py": ["job"]}
+
+
+def tree(directory: Path) -> dict[str, str]:
+    return {str(x.relative_to(directory)): x.read_text() if x.is_file() else "/"
+            for x in sorted(directory.rglob("*"))}
 
 
 def test_refuses_to_replace_a_directory_that_is_not_a_bundle(tmp_path: Path) -> None:
     write(tmp_path / "proj" / "job.py")
     write(tmp_path / "precious" / "thesis.tex", "years of work")
-    with pytest.raises(BundleError, match="precious exists and is not an hn_modulefix bundle"):
+    (tmp_path / "precious" / "figures").mkdir()
+    with pytest.raises(BundleError) as info:
         bundle(tmp_path / "proj" / "job.py", out=tmp_path / "precious", root=tmp_path / "proj")
-    assert (tmp_path / "precious" / "thesis.tex").read_text() == "years of work"
+    assert str(info.value) == ("%s exists and is not an hn_modulefix bundle (it has no manifest.json); refusing "
+                               "to replace it, which would delete figures/, thesis.tex" % (tmp_path / "precious"))
+    assert tree(tmp_path / "precious") == {"figures": "/", "thesis.tex": "years of work"}
     assert sorted(x.name for x in tmp_path.iterdir()) == ["precious", "proj"]
+
+
+FOREIGN = {"manifest.json": '{"name": "webapp", "version": "1"}', "index.html": "<h1>shop</h1>",
+           "static/app.js": "run()"}
+
+
+@pytest.mark.parametrize("via", ["api", "cli"])
+def test_a_foreign_manifest_is_not_a_bundle(tmp_path: Path, via: str) -> None:
+    write(tmp_path / "proj" / "job.py")
+    site = tmp_path / "site"
+    for name, text in FOREIGN.items():
+        write(site / name, text)
+    expected = ("%s exists and is not an hn_modulefix bundle (manifest %s: hn_modulefix: expected format 1, got "
+                "None); refusing to replace it, which would delete index.html, manifest.json, static/app.js"
+                % (site, site / "manifest.json"))
+    if via == "api":
+        with pytest.raises(BundleError) as info:
+            bundle(tmp_path / "proj" / "job.py", out=site, root=tmp_path / "proj")
+        assert str(info.value) == expected
+    else:
+        result = run([sys.executable, "-m", "hn_modulefix", "bundle", "proj/job.py", "-o", "site"], cwd=tmp_path)
+        assert (result.returncode, result.stdout, result.stderr) == (1, "", "hn-modulefix bundle: error: %s\n"
+                                                                     % expected)
+    assert tree(site) == {"index.html": "<h1>shop</h1>", "manifest.json": FOREIGN["manifest.json"], "static": "/",
+                          "static/app.js": "run()"}
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["proj", "site"]
+
+
+@pytest.mark.parametrize("via", ["api", "cli"])
+def test_a_file_added_to_a_bundle_is_never_deleted(tmp_path: Path, via: str) -> None:
+    p = tmp_path / "proj"
+    write(p / "job.py", "import helper\n")
+    write(p / "helper.py")
+    out = tmp_path / "out"
+    bundle(p / "job.py", out=out, root=p)
+    write(out / "NOTES.md", "what I changed")
+    write(out / "modules" / "extra.py", "# mine")
+    write(out / "modules" / "__pycache__" / "extra.cpython-311.pyc")  # the cache of a file no bundle listed
+    (out / "modules" / "empty").mkdir()
+    before = tree(out)
+    write(p / "job.py", "\n")  # helper.py would go: a clean re-bundle would delete it
+    expected = ("%s holds files its bundle does not list; refusing to replace it, which would delete NOTES.md, "
+                "modules/__pycache__/extra.cpython-311.pyc, modules/empty/, modules/extra.py (move them away or "
+                "bundle to another directory)" % out)
+    if via == "api":
+        with pytest.raises(BundleError) as info:
+            bundle(p / "job.py", out=out, root=p)
+        assert str(info.value) == expected
+    else:
+        result = run([sys.executable, "-m", "hn_modulefix", "bundle", "proj/job.py", "--root", "proj", "-o", "out"],
+                     cwd=tmp_path)
+        assert (result.returncode, result.stdout, result.stderr) == (1, "", "hn-modulefix bundle: error: %s\n"
+                                                                     % expected)
+    assert tree(out) == before
+    assert "modules/helper.py" in listing(out / "manifest.json")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["out", "proj"]
+
+
+def test_refuses_to_replace_a_file(tmp_path: Path) -> None:
+    write(tmp_path / "proj" / "job.py")
+    write(tmp_path / "out", "a file")
+    with pytest.raises(BundleError, match="out exists and is not a directory; refusing to replace it"):
+        bundle(tmp_path / "proj" / "job.py", out=tmp_path / "out", root=tmp_path / "proj")
+    assert (tmp_path / "out").read_text() == "a file"
 
 
 def test_syntax_error_in_the_closure_names_file_and_line(tmp_path: Path) -> None:
@@ -128,9 +243,12 @@ def test_syntax_error_in_the_closure_names_file_and_line(tmp_path: Path) -> None
         bundle(tmp_path / "job.py", out=tmp_path / "out", root=tmp_path)
 
 
-def test_not_a_python_file(tmp_path: Path) -> None:
-    with pytest.raises(BundleError, match="missing.py: not a Python source file"):
+def test_missing_or_not_a_python_file(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="missing.py: does not exist"):
         bundle(tmp_path / "missing.py", out=tmp_path / "out")
+    write(tmp_path / "notes.txt")
+    with pytest.raises(BundleError, match="notes.txt: not a Python source file"):
+        bundle(tmp_path / "notes.txt", out=tmp_path / "out")
 
 
 def test_ambiguous_short_names_are_dropped_with_a_warning(tmp_path: Path) -> None:
@@ -152,17 +270,23 @@ def test_include_ships_a_module_the_source_does_not_show(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("argv0", [["-m", "hn_modulefix"], ["-c", "from hn_modulefix._cli import main; import sys; sys.exit(main())"]])
 def test_cli_prints_the_manifest_path_last(tmp_path: Path, argv0: list[str]) -> None:
-    write(tmp_path / "scripts" / "job.py", "import helper\n")
+    long = "a_helper_module_with_a_rather_long_name"
+    write(tmp_path / "scripts" / "job.py", "import helper, %s\n" % long)
     write(tmp_path / "scripts" / "helper.py")
+    write(tmp_path / "scripts" / (long + ".py"))
     result = run([sys.executable, *argv0, "bundle", "scripts/job.py", "-o", "out"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[-1] == str(tmp_path / "out" / "manifest.json")
-    assert "helper, scripts.helper" in result.stdout and "job, scripts.job" in result.stdout
+    assert (result.returncode, result.stderr) == (0, "")
+    # The names column is as wide as its longest entry, so the paths stay aligned.
+    assert result.stdout.splitlines() == [
+        "%s, scripts.%s  modules/scripts/%s.py" % (long, long, long),
+        "helper, scripts.helper%s  modules/scripts/helper.py" % (" " * (2 * len(long) - 2 * len("helper"))),
+        "job, scripts.job%s  modules/scripts/job.py" % (" " * (2 * len(long) - 2 * len("job"))),
+        str(tmp_path / "out" / "manifest.json"),
+    ]
 
 
 def test_console_script_reports_errors_in_one_line(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "hn-modulefix"
     result = run([str(exe), "bundle", "nope.py", "-o", "out"], cwd=tmp_path, env=clean_env())
     assert result.returncode == 1
-    assert result.stderr == "hn-modulefix bundle: error: nope.py: not a Python source file\n"
+    assert (result.stdout, result.stderr) == ("", "hn-modulefix bundle: error: nope.py: does not exist\n")

@@ -366,3 +366,28 @@ def test_a_byte_identical_module_imported_earlier_under_another_name_is_reused(t
     job = importlib.import_module("job")  # before the finder, as the driver did
     install(manifest)
     assert importlib.import_module("scripts.job") is job and job.EXECUTIONS == [1]
+
+
+def test_a_failure_deep_in_an_import_chain_is_named_first(tmp_path: Path) -> None:
+    project = tmp_path / "chain"
+    write(project / "top.py", "import middle\n")
+    write(project / "middle.py", "import inner\n")
+    write(project / "inner.py", "import root_cause\n")
+    write(project / "root_cause.py", "raise ValueError('the real problem')\n")
+    manifest = bundle(project / "top.py", out=tmp_path / "b", root=project)
+    install(manifest)
+    with pytest.raises(ImportError) as info:
+        importlib.import_module("top")
+
+    def clause(name: str) -> str:  # the driver's own files are here: they are the ones executed
+        return "hn_modulefix cannot rebuild module %r from %s (bundle %s): " % (name, project / (name + ".py"), manifest)
+
+    assert str(info.value) == (clause("top") + "while executing, " + clause("root_cause")
+                               + "executing it raised ValueError: the real problem"
+                               " (import chain: 'middle' -> 'inner' -> 'root_cause')")
+    assert str(info.value.__cause__) == (clause("middle") + "while executing, " + clause("root_cause")
+                                         + "executing it raised ValueError: the real problem"
+                                         " (import chain: 'inner' -> 'root_cause')")
+    # One level down there is no chain to show.
+    assert str(info.value.__cause__.__cause__) == (clause("inner") + "while executing, " + clause("root_cause")
+                                                   + "executing it raised ValueError: the real problem")

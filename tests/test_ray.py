@@ -12,6 +12,7 @@ bring it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -140,6 +141,18 @@ def test_pythonpath_manifest_reference_resolves_lazily(tmp_path: Path) -> None:
 
 @pytest.mark.ray
 @needs_namespace
-def test_example_ray_daft(short_tmp: Path) -> None:
-    stdout = in_namespace('"$PY" %s' % (REPO / "examples" / "ray_daft.py"), short_tmp, Path(sys.executable))
-    assert '"sentiment": ["POSITIVE", "NEGATIVE", "NEUTRAL", "NEUTRAL"]' in stdout.splitlines()[-1]
+def test_example_ray_daft(bare_python: Path, short_tmp: Path) -> None:
+    # The workers' interpreter cannot import hn_modulefix: only the example's runtime_env
+    # can bring it to them.  The driver imports it from src/, in its own process only.
+    assert run([str(bare_python), "-c", "import hn_modulefix"]).stderr.splitlines()[-1] == (
+        "ModuleNotFoundError: No module named 'hn_modulefix'")
+    wrapper, example = REPO / "tests" / "scenarios" / "driver_with_src.py", REPO / "examples" / "ray_daft.py"
+    script = "".join('"$PY" %s "$SRC" %s %s > "$OUT/%s.txt" 2>&1; echo "exit %s $?"\n' % (wrapper, example, flag, name, name)
+                     for name, flag in (("red", "--without"), ("green", "")))
+    stdout = in_namespace(script, short_tmp, bare_python).splitlines()
+    red, green = (short_tmp / "red.txt").read_text(), (short_tmp / "green.txt").read_text()
+    # Whichever of the script's two modules the workers unpickle first.
+    assert "exit red 1" in stdout and re.search(r"ModuleNotFoundError: No module named '(helpers|pipeline)'", red), \
+        red[-3000:]
+    assert "exit green 0" in stdout, green[-3000:]
+    assert '"sentiment": ["POSITIVE", "NEGATIVE", "NEUTRAL", "NEUTRAL"]' in green.splitlines()[-1]

@@ -274,12 +274,77 @@ def _relpath_for(local: _Local) -> str:
     return "/".join([MODULES_DIR] + leaf)
 
 
+def _bundle_files(out: str) -> tuple[set[str], set[str]]:
+    """The files (relative, "/"-separated) and directories an earlier bundle in `out`
+    wrote: its manifest, names.txt, every listed file and its bytecode caches.  Raises
+    BundleError when `out` holds no valid hn_modulefix manifest."""
+    from hn_modulefix._manifest import ManifestError, load
+
+    manifest_path = os.path.join(out, MANIFEST_NAME)
+    try:
+        if not os.path.isfile(manifest_path):
+            raise ManifestError("it has no %s" % MANIFEST_NAME)
+        manifest = load(manifest_path)
+    except ManifestError as exc:
+        raise BundleError("%s exists and is not an hn_modulefix bundle (%s); refusing to replace it, which "
+                          "would delete %s" % (out, exc, _shown_paths(_lost(out, set(), set())))) from exc
+    files = {MANIFEST_NAME, NAMES_FILE}
+    directories: set[str] = set()
+    for source in manifest.sources:
+        parents = source.relpath.split("/")[:-1]
+        files.add(source.relpath)
+        directories.update("/".join(parents[:i]) for i in range(1, len(parents) + 1))
+        directories.add("/".join(parents + ["__pycache__"]))
+    return files, directories
+
+
+def _lost(out: str, files: set[str], directories: set[str], relative: str = "") -> list[str]:
+    """What replacing `out` would delete beyond `files`, the bytecode caches of those
+    files, and `directories` (relative paths; a directory nobody listed ends in "/")."""
+    lost = []
+    for entry in sorted(os.scandir(os.path.join(out, relative) if relative else out), key=lambda e: e.name):
+        path = relative + entry.name
+        if entry.is_dir(follow_symlinks=False):
+            if path not in directories:
+                inside = _lost(out, set(), set(), path + "/")
+                lost.extend(inside or [path + "/"])
+            else:
+                lost.extend(_lost(out, files, directories, path + "/"))
+        elif path not in files and not _is_cache_of(path, files):
+            lost.append(path)
+    return lost
+
+
+def _is_cache_of(path: str, files: set[str]) -> bool:
+    """Whether `path` is the bytecode cache (any interpreter, any optimization level) of
+    one of `files`: DIR/__pycache__/STEM.TAG[.opt-N].pyc for DIR/STEM.py."""
+    directory, _, name = path.rpartition("/")
+    parent, _, cache = directory.rpartition("/")
+    if cache != "__pycache__" or not name.endswith(".pyc"):
+        return False
+    stem = name.split(".", 1)[0]
+    return ("%s/%s.py" % (parent, stem) if parent else stem + ".py") in files
+
+
+def _shown_paths(paths: list[str], shown: int = 10) -> str:
+    more = " and %d more" % (len(paths) - shown) if len(paths) > shown else ""
+    return ", ".join(paths[:shown]) + more
+
+
 def _replace_dir(staging: str, out: str) -> None:
-    """Move the finished bundle into place; an earlier bundle there is replaced whole, so
-    no stale module outlives a re-bundle, and anything else there is left alone."""
+    """Move the finished bundle into place.  An earlier bundle there is replaced, so no
+    stale module outlives a re-bundle, but only when everything in the directory is
+    something that bundle wrote: nothing else is ever deleted."""
     if os.path.lexists(out):
-        if not os.path.isdir(out) or (os.listdir(out) and not os.path.isfile(os.path.join(out, MANIFEST_NAME))):
-            raise BundleError("%s exists and is not an hn_modulefix bundle; refusing to replace it" % out)
+        if not os.path.isdir(out):
+            raise BundleError("%s exists and is not a directory; refusing to replace it" % out)
+        if os.listdir(out):
+            files, directories = _bundle_files(out)
+            lost = _lost(out, files, directories)
+            if lost:
+                raise BundleError("%s holds files its bundle does not list; refusing to replace it, which would "
+                                  "delete %s (move them away or bundle to another directory)"
+                                  % (out, _shown_paths(lost)))
         trash = tempfile.mkdtemp(prefix=".hn_modulefix-old-", dir=os.path.dirname(out))
         os.rename(out, os.path.join(trash, "old"))
         os.rename(staging, out)
@@ -314,6 +379,8 @@ def plan(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
     script_paths = []
     for script in scripts:
         path = os.path.realpath(os.fspath(script))
+        if not os.path.exists(path):
+            raise BundleError("%s: does not exist" % os.fspath(script))
         if not os.path.isfile(path) or not path.endswith(".py"):
             raise BundleError("%s: not a Python source file" % os.fspath(script))
         script_paths.append(path)
@@ -371,7 +438,7 @@ def bundle(*scripts: PathLike, out: PathLike, root: PathLike | None = None,
 def cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scripts", nargs="+", metavar="SCRIPT")
     parser.add_argument("-o", "--out", required=True, metavar="DIR",
-                        help="bundle directory (replaced if it holds a bundle)")
+                        help="bundle directory (an earlier bundle there is replaced; nothing else is deleted)")
     parser.add_argument("--root", metavar="DIR", help="project root the scripts are importable from (default: cwd)")
     parser.add_argument("--include", action="append", default=[], metavar="MODULE",
                         help="also ship this local module (imported in a way the source does not show)")
@@ -381,7 +448,9 @@ def cli_run(args: argparse.Namespace) -> int:
     from hn_modulefix._manifest import load
 
     manifest_path = bundle(*args.scripts, out=args.out, root=args.root, include=args.include)
-    for source in load(str(manifest_path)).sources:
-        print("%-40s %s" % (", ".join(source.names), source.relpath))
+    rows = [(", ".join(source.names), source.relpath) for source in load(str(manifest_path)).sources]
+    width = max(len(names) for names, _ in rows)
+    for names, relpath in rows:
+        print("%-*s  %s" % (width, names, relpath))
     print(manifest_path)
     return 0

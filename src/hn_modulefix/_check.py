@@ -44,17 +44,19 @@ class ModuleCheck:
     hn_modulefix's finder from the bundle) or ``"failed"``; a failure has `error` (the
     exception's first line) and `fix`.  `referenced_by` lists the qualified names the
     payload refers to in this module; the module's own name stands for the module object.
+    `origin` is the file the checking process has the module from, if it imported it.
     """
 
-    __slots__ = ("module", "status", "referenced_by", "error", "fix")
+    __slots__ = ("module", "status", "referenced_by", "error", "fix", "origin")
 
     def __init__(self, module: str, status: str, referenced_by: tuple[str, ...],
-                 error: str | None = None, fix: str | None = None) -> None:
+                 error: str | None = None, fix: str | None = None, origin: str | None = None) -> None:
         self.module = module
         self.status = status
         self.referenced_by = referenced_by
         self.error = error
         self.fix = fix
+        self.origin = origin
 
     @property
     def ok(self) -> bool:
@@ -97,9 +99,16 @@ class CheckResult:
                 lines.append("  FAILED  %s" % m.module)
                 lines.append("          %s" % m.error)
                 lines.append("          referenced by: %s" % ", ".join(m.referenced_by))
-                lines.append("          fix: %s" % m.fix)
+                if m.origin is not None:
+                    lines.append("          here from: %s" % m.origin)
         lines.extend(self.notes)
         failed = self.failed
+        # Modules failing for one reason share their fix: it is said once, for all of them.
+        fixes: dict[str, list[str]] = {}
+        for m in failed:
+            fixes.setdefault(m.fix or "", []).append(m.module)
+        for fix, modules in fixes.items():
+            lines.append("fix for %s: %s" % (", ".join(modules), fix))
         if failed:
             lines.append("FAILED: %d of %d modules cannot be imported by a worker: %s"
                          % (len(failed), len(self.modules), ", ".join(m.module for m in failed)))
@@ -320,14 +329,21 @@ def _probe_one(module_name: str, names: list[str]) -> dict[str, Any]:
         if own:
             from hn_modulefix._manifest import SourceChanged
 
-            # The finder chains what made a shipped file unusable: unreadable or changed.
-            kind = "stale" if isinstance(_root_cause(exc), (OSError, SourceChanged)) else "raised"
+            # The finder chains what made a shipped file unusable: missing, changed or unreadable.
+            cause = _root_cause(exc)
+            if isinstance(cause, (FileNotFoundError, SourceChanged)):
+                kind = "stale"
+            else:
+                kind = "unreadable" if isinstance(cause, OSError) else "raised"
         elif isinstance(exc, ModuleNotFoundError) and exc.name and (
                 module_name == exc.name or module_name.startswith(exc.name + ".")):
             kind = "not_found"
         else:
             kind = "raised"
         return {"status": "failed", "kind": kind, "error": error}
+    from hn_modulefix._finder import from_bundle
+
+    shipped = from_bundle(getattr(module, "__spec__", None))
     file = getattr(module, "__file__", None)
     located = {"file": file if isinstance(file, str) else None,
                "path": [str(p) for p in getattr(module, "__path__", None) or ()]}
@@ -337,11 +353,9 @@ def _probe_one(module_name: str, names: list[str]) -> dict[str, Any]:
             for part in name.split(".") if name else ():
                 target = getattr(target, part)
         except Exception as exc:
-            return dict(located, status="failed", kind="attribute",
+            return dict(located, status="failed", kind="shipped_attribute" if shipped else "attribute",
                         error="%s: %s (looking up %s.%s)" % (type(exc).__name__, exc, module_name, name))
-    from hn_modulefix._finder import from_bundle
-
-    return dict(located, status="bundle" if from_bundle(getattr(module, "__spec__", None)) else "ok")
+    return dict(located, status="bundle" if shipped else "ok")
 
 
 def _same_module(module: str, outcome: dict[str, Any]) -> str | None:
@@ -402,13 +416,11 @@ def _run_probe(request: dict[str, list[str]], manifest: str | None) -> tuple[dic
 def _fix(kind: str, module: str, manifest: str | None, listed: bool | None, manifest_problem: str | None) -> str:
     if kind == "not_found":
         if manifest is None:
-            known = sys.modules.get(module)
-            origin = getattr(known, "__file__", None)
-            here = " (here it comes from %s)" % origin if isinstance(origin, str) else ""
-            return ("ship it%s: bundle the script that imports it (`hn-modulefix bundle SCRIPT -o DIR`) and give "
-                    "the workers HN_MODULEFIX_MANIFEST=DIR/manifest.json (%s)" % (here, _ALTERNATIVES))
+            return ("ship it: bundle the script that imports it (`hn-modulefix bundle SCRIPT -o DIR`) and give "
+                    "the workers HN_MODULEFIX_MANIFEST=DIR/manifest.json (%s)" % _ALTERNATIVES)
         if manifest_problem is not None:
-            return "the bundle cannot be used: %s; re-run `hn-modulefix bundle`" % manifest_problem
+            # Whether bundling again helps depends on what is wrong: the manifest says it.
+            return "the bundle cannot be used: %s" % manifest_problem
         if not listed:
             return ("the bundle %s does not list it: bundle the script that imports it too, or add "
                     "`--include %s` if it is imported in a way the source does not show" % (manifest, module))
@@ -416,9 +428,15 @@ def _fix(kind: str, module: str, manifest: str | None, listed: bool | None, mani
                 "`hn-modulefix doctor` there (start-up hook missing or disabled?)")
     if kind == "stale":
         return "a listed file changed or is missing since bundling: re-run `hn-modulefix bundle` and ship it again"
+    if kind == "unreadable":
+        return "the shipped copy exists but cannot be read: make the bundle readable where the workers run"
+    if kind == "shipped_attribute":
+        return ("the bundle's copy lacks what the payload names (bundled from an older version?): re-run "
+                "`hn-modulefix bundle` and ship it again")
     if kind == "attribute":
-        return ("the module a worker imports lacks what the payload names: ship the sender's version "
-                "(re-run `hn-modulefix bundle`) or install the same version everywhere")
+        # Not from the bundle: the worker has its own version, which bundling does not replace.
+        return ("the worker's version of the module lacks what the payload names: install the sender's "
+                "version where the workers run")
     if kind == "other":
         return ("ship this process's module: a bundle (`hn-modulefix bundle SCRIPT -o DIR`, or hn_modulefix.ship()) "
                 "is answered ahead of same-named modules and directories (%s)" % _ALTERNATIVES)
@@ -434,6 +452,7 @@ def check(obj: object, *, manifest: PathLike | None = None) -> CheckResult:
     (``daft.pickle.dumps(expr)``, say).  `manifest` sets HN_MODULEFIX_MANIFEST for the
     fresh interpreter; by default it inherits this process's environment unchanged.
     """
+    from hn_modulefix._finder import _manifest_argument
     from hn_modulefix._manifest import ManifestError, load
 
     if isinstance(obj, (bytes, bytearray, memoryview)):
@@ -451,11 +470,12 @@ def check(obj: object, *, manifest: PathLike | None = None) -> CheckResult:
     manifest_problem = None
     active = os.environ.get(_ENV_MANIFEST) or None
     if manifest is not None:
-        active = os.path.abspath(os.fspath(manifest))
+        # A pythonpath: reference stays one: the fresh interpreter resolves it, as a worker would.
+        active = _manifest_argument(manifest)
         listed = frozenset(load(active).by_name)  # one given explicitly must be usable
     elif active is not None:
         try:
-            listed = frozenset(load(os.path.abspath(active)).by_name)
+            listed = frozenset(load(active).by_name)
         except ManifestError as exc:
             # Inherited from the environment, it is reported as the workers meet it.
             manifest_problem = str(exc)
@@ -464,7 +484,7 @@ def check(obj: object, *, manifest: PathLike | None = None) -> CheckResult:
     modules = []
     for module, names in sorted(refs.items()):
         outcome = outcomes[module]
-        if outcome["status"] != "failed" or outcome["kind"] == "attribute":
+        if outcome["status"] != "failed" or outcome["kind"] in ("attribute", "shipped_attribute"):
             # Another module under this name explains a missing attribute too, and better.
             other = _same_module(module, outcome)
             if other is not None:
@@ -472,7 +492,10 @@ def check(obj: object, *, manifest: PathLike | None = None) -> CheckResult:
         fix = None
         if outcome["status"] == "failed":
             fix = _fix(outcome["kind"], module, active, module in listed, manifest_problem)
-        modules.append(ModuleCheck(module, outcome["status"], _qualified(module, names), outcome.get("error"), fix))
+        # Where the sender has a module the worker cannot find tells which script to bundle.
+        origin = getattr(sys.modules.get(module), "__file__", None) if outcome.get("kind") == "not_found" else None
+        modules.append(ModuleCheck(module, outcome["status"], _qualified(module, names), outcome.get("error"), fix,
+                                   origin if isinstance(origin, str) else None))
     return CheckResult(tuple(modules), active, tuple(notes))
 
 

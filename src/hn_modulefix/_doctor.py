@@ -16,8 +16,9 @@ import sys
 from importlib.machinery import PathFinder
 
 from _hn_modulefix_boot import ENV_MANIFEST as _ENV_MANIFEST
+from _hn_modulefix_boot import ON_PYTHONPATH as _ON_PYTHONPATH
 from hn_modulefix._hook import PTH_NAME as _PTH_NAME
-from hn_modulefix._manifest import ManifestError, Source, SourceChanged, load, read_matching, read_verified
+from hn_modulefix._manifest import ManifestError, Source, SourceChanged, load, locate, read_matching, read_verified
 
 _BOOT = "_hn_modulefix_boot"
 _ASK_FINDER = ("import sys\n"
@@ -79,25 +80,26 @@ def _site_dirs() -> list[str]:
 
 
 def _source_problem(source: Source) -> tuple[str, str, str | None]:
-    """The state of one listed file, the file it concerns, and what is wrong with it
-    (None when nothing)."""
+    """The state of one listed file, the file it concerns, and what is wrong with it and
+    the fix (None when nothing)."""
     if source.original is not None:
         try:
             read_matching(source.original, source.sha256)
         except SourceChanged:
             # Workers here would find the driver's file edited: they refuse to run the old copy.
-            return "STALE", source.original, "changed since it was bundled"
+            return "STALE", source.original, "changed since it was bundled; re-run `hn-modulefix bundle`"
         except OSError:
             pass  # not on this machine: the shipped copy is what counts
     try:
         read_verified(source)
     except FileNotFoundError:
-        return "MISSING", source.path, "the file is missing"
+        return "MISSING", source.path, "the file is missing; re-run `hn-modulefix bundle`"
     except OSError as exc:
+        # Bundling again cannot fix permissions or a directory in the file's place.
         return "UNREADABLE", source.path, "cannot read it: %s" % (exc.strerror or exc)
     except SourceChanged as exc:
         return "CHANGED", source.path, ("sha256 mismatch: the manifest lists %s, the file has %s (changed after "
-                                        "bundling)" % (exc.listed[:12], exc.found[:12]))
+                                        "bundling); re-run `hn-modulefix bundle`" % (exc.listed[:12], exc.found[:12]))
     return "ok", source.path, None
 
 
@@ -134,23 +136,37 @@ def _sitecustomizes() -> list[str]:
     return described
 
 
-def _manifest_rows(doc: _Doctor, manifest_path: str) -> None:
+def _manifest_rows(doc: _Doctor, reference: str) -> None:
+    # Resolved as the finder resolves it, against this interpreter's sys.path.
+    source_of = _ENV_MANIFEST + ("=" + reference if reference.startswith(_ON_PYTHONPATH) else "")
+    disabled = "the finder stays disabled: "
+    try:
+        manifest_path = locate(reference)
+    except ManifestError as exc:
+        doc.row("manifest", "%s (from %s): missing" % (reference, _ENV_MANIFEST))
+        doc.problems.append("%s; %sput the directory that holds it on PYTHONPATH" % (exc, disabled))
+        return
+    if not os.path.exists(manifest_path):
+        doc.row("manifest", "%s (from %s): missing" % (manifest_path, source_of))
+        doc.problems.append("manifest %s does not exist; %spoint %s at the manifest.json of a bundle "
+                            "(`hn-modulefix bundle SCRIPT -o DIR` makes one)" % (manifest_path, disabled, _ENV_MANIFEST))
+        return
     try:
         manifest = load(manifest_path)
     except ManifestError as exc:
-        doc.row("manifest", "%s (from %s): does not parse" % (manifest_path, _ENV_MANIFEST))
-        doc.problems.append("%s; the finder stays disabled: re-run `hn-modulefix bundle`" % (exc,))
+        doc.row("manifest", "%s (from %s): does not parse" % (manifest_path, source_of))
+        doc.problems.append("%s; %s%s must name a manifest.json that `hn-modulefix bundle` wrote"
+                            % (exc, disabled, _ENV_MANIFEST))
         return
     count = len(manifest.sources)
     doc.row("manifest", "%s (from %s): parses, %d file%s"
-            % (manifest.path, _ENV_MANIFEST, count, "" if count == 1 else "s"))
+            % (manifest.path, source_of, count, "" if count == 1 else "s"))
     width = max([len(source.relpath) for source in manifest.sources] + [0])
     for source in manifest.sources:
         state, where, problem = _source_problem(source)
         doc.lines.append("  %-12s %-*s  %s" % (state, width, source.relpath, ", ".join(source.names)))
         if problem is not None:
-            doc.problems.append("%s (%s): %s; re-run `hn-modulefix bundle`"
-                                % (where, ", ".join(source.names), problem))
+            doc.problems.append("%s (%s): %s" % (where, ", ".join(source.names), problem))
 
 
 def doctor() -> tuple[list[str], list[str]]:
@@ -186,7 +202,7 @@ def doctor() -> tuple[list[str], list[str]]:
             else:
                 why = said or "see `python -c pass` in this environment for errors"
             doc.problems.append("%s is set but a fresh interpreter has no finder: %s" % (_ENV_MANIFEST, why))
-        _manifest_rows(doc, os.path.abspath(manifest))
+        _manifest_rows(doc, manifest)
 
     sitecustomizes = _sitecustomizes()
     doc.row("sitecustomize", sitecustomizes[0] if sitecustomizes else "none on sys.path")

@@ -138,9 +138,19 @@ def from_bundle(spec: object) -> bool:
     return isinstance(getattr(spec, "loader", None), ShippedLoader)
 
 
+def _rebuild_error(exc: BaseException | None) -> bool:
+    return isinstance(exc, ImportError) and str(exc).startswith("hn_modulefix cannot rebuild")
+
+
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ImportError) and str(exc).startswith("hn_modulefix cannot rebuild"):
-        return "while executing, %s" % (exc,)
+    if _rebuild_error(exc):
+        # Each module on an import chain wraps the error of the one it imports: name the
+        # innermost, the root cause, first, and the modules on the way after it.
+        chain = [exc]
+        while _rebuild_error(chain[-1].__cause__):
+            chain.append(chain[-1].__cause__)  # type: ignore[arg-type]
+        names = " -> ".join(repr(getattr(e, "name", None)) for e in chain)
+        return "while executing, %s%s" % (chain[-1], " (import chain: %s)" % names if len(chain) > 1 else "")
     if isinstance(exc, SyntaxError):
         return "syntax error at line %s: %s" % (exc.lineno, exc.msg)
     return "executing it raised %s: %s" % (type(exc).__name__, exc)
