@@ -14,6 +14,7 @@ run's temporary directory bound at /w: nothing stays mounted when a command ends
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fcntl
 import glob
 import json
@@ -81,12 +82,23 @@ def mirror() -> str:
     raise Unavailable("no apt source for this machine's release %r in /etc/apt/sources.list*" % release)
 
 
+def _install_debootstrap() -> None:
+    """debootstrap from Debian's packages where it is missing (a fresh machine), as root."""
+    if shutil.which("debootstrap") is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        with _lock_file(cache_root() / "apt.lock"):
+            if shutil.which("debootstrap") is None:
+                for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "debootstrap"]):
+                    subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
 def why_unavailable() -> str | None:
     if os.geteuid() != 0:
         return "building a Debian chroot needs root"
+    _install_debootstrap()
     for tool in ("debootstrap", "unshare", "chroot"):
         if shutil.which(tool) is None:
-            return "%s is not installed (apt-get install debootstrap)" % tool
+            return "%s is not installed and apt-get could not install it" % tool
     try:
         mirror()
     except (Unavailable, OSError) as exc:
@@ -94,26 +106,28 @@ def why_unavailable() -> str | None:
     return None
 
 
-def _lock(path: Path) -> int:
+@contextlib.contextmanager
+def _lock_file(path: Path) -> Iterator[None]:
+    """Held by one thread of one process at a time (the lock is per open file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(str(path), os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _cached(directory: Path, want: dict[str, object], build: Callable[[Path], None]) -> Path:
     """`directory`, first built by `build(directory)` unless its stamp says it was built for
     `want`; under a lock. The stamp is written last: an interrupted build is built again."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    fd = _lock(directory.parent / (directory.name + ".lock"))
-    try:
+    with _lock_file(directory.parent / (directory.name + ".lock")):
         stamp = directory / STAMP
         if not (stamp.is_file() and json.loads(stamp.read_text()) == want):
             # In place: venvs hold their own absolute path.
             shutil.rmtree(directory, ignore_errors=True)
             build(directory)
             stamp.write_text(json.dumps(want))
-    finally:
-        os.close(fd)
     return directory
 
 
