@@ -35,7 +35,7 @@ SUITES: dict[str, tuple[str, ...]] = {
     "sid": ("python3.14", "python3.14-venv", "python3.15", "python3.15-venv", "ca-certificates"),
 }
 PYTHONS = {"3.9": "bullseye", "3.13": "trixie", "3.14": "sid", "3.15": "sid"}
-STAMP = ".hn_modulefix-chroot.json"
+STAMP = ".hn_modulefix-tests-build.json"  # written last: what a cached build was made for
 BIND = "/w"  # where the host directory of a run appears inside the chroot
 PIP_CERT = "/etc/hn_modulefix-tests/pip-cert.pem"  # the host's certificate bundle, copied in
 
@@ -245,6 +245,13 @@ def chroot_python(version: str, venv: Path, workdir: Path, wheel: Path, site_pac
     if site_packages:
         (python.site() / "zz_test_packages.pth").write_text(site_packages + "\n")
     return python
+
+
+def venv_python(version: str, venv: Path, workdir: Path, wheel: Path) -> Python:
+    """A venv of Python `version`, the host's or a chroot's, with hn_modulefix from `wheel`."""
+    if version == "%d.%d" % sys.version_info[:2]:
+        return host_python(venv, wheel)
+    return chroot_python(version, venv, workdir, wheel)
 
 
 def chroot_packages(version: str, requirements: Sequence[str]) -> str:

@@ -91,11 +91,10 @@ def interpreter(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     """A venv of each Python (the host's, and 3.9, 3.13, 3.14, 3.15 from Debian chroots) with
     hn_modulefix pip-installed from the wheel."""
     version: str = request.param
-    venv = tmp_path_factory.mktemp("venv-" + version) / "hooked"
-    if version == HOST:
-        return _pythons.host_python(venv, wheel)
-    built(_pythons.PYTHONS[version])
-    return _pythons.chroot_python(version, venv, tmp_path_factory.getbasetemp(), wheel)
+    if version != HOST:
+        built(_pythons.PYTHONS[version])
+    return _pythons.venv_python(version, tmp_path_factory.mktemp("venv-" + version) / "hooked",
+                                tmp_path_factory.getbasetemp(), wheel)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import _pythons
 from _pythons import Python
 from _support import REPO
 
@@ -104,3 +105,16 @@ def test_pool_workers_fail_without_and_work_with_the_bundle(interpreter: Python,
                             timeout=120)
     assert (green.returncode, green.stdout) == (0, "[('square', 3, 9), ('cube', 2, 8), ('square', 5, 25)]\n"), \
         green.stderr[-2000:]
+
+
+def test_interpreter_starts_with_the_boot_module_missing(interpreter: Python, wheel: Path, tmp_path: Path) -> None:
+    # A broken install: `site` reports the .pth line (up to 3.14) or the entry point (3.15+)
+    # it could not run, and the interpreter starts.
+    _, manifest = bundle_scenario(interpreter, tmp_path)
+    broken = _pythons.venv_python(interpreter.version, tmp_path / "broken", interpreter.workdir, wheel)
+    (broken.site() / "_hn_modulefix_boot.py").unlink()
+    result = broken.run(["python", "-c", "print('started')"], cwd=tmp_path,
+                        env={"HN_MODULEFIX_MANIFEST": broken.path(manifest)})
+    assert (result.returncode, result.stdout) == (0, "started\n"), result.stderr
+    named = "hn_modulefix.start" if interpreter.version_info >= (3, 15) else "hn_modulefix.pth"
+    assert named in result.stderr and "No module named '_hn_modulefix_boot'" in result.stderr, result.stderr
