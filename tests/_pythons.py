@@ -1,14 +1,14 @@
 """The interpreters the suite runs on besides its own: Debian chroots built with
-`debootstrap --variant=minbase` from the mirror this machine's apt sources name, and cached
-venvs of other package versions, all cached under the user's cache directory.
+`debootstrap --variant=minbase` from the mirror this machine's apt sources name, and venvs
+of other package versions, all cached under the user's cache directory.
 
 bullseye has Python 3.9, trixie 3.13, sid 3.14 and 3.15 (3.10 and 3.12 are in no current
-Debian suite). A chroot is built once (a minute or two here; 2-5 minutes elsewhere), under a lock,
-so concurrent test runs share it, and marked complete last, so an interrupted build is
-built again. Builds start in the
-background when the tests that need them are collected (see conftest.py). Commands run in
-a private mount namespace (`unshare --mount`) with /proc, /dev, a fresh /tmp and the test
-run's temporary directory bound at /w: nothing stays mounted when a command ends.
+Debian suite). Each build runs once, under a lock (concurrent test runs share it), and is
+marked complete last (an interrupted build is built again); a chroot takes one to two
+minutes here, 2-5 minutes on a slower mirror. Builds start in the background as soon as
+the tests that need them are collected (conftest.py). Commands run in a private mount
+namespace (`unshare --mount`) with /proc, /dev, a fresh /tmp and the test run's temporary
+directory bound at /w: nothing stays mounted when a command ends.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ PIP_CERT = "/etc/hn_modulefix-tests/pip-cert.pem"  # the host's certificate bund
 
 
 class Unavailable(Exception):
-    """A chroot cannot be built here; the message says why."""
+    """Chroots cannot be built here; the message says why."""
 
 
 def cache_root() -> Path:
@@ -161,7 +161,6 @@ def chroot(suite: str) -> Path:
 
 # Runs in the new mount namespace: $0 the chroot, $1 the host directory for /w, then the command.
 _ENTER = """set -e
-mount --make-rprivate /
 mount -t proc proc "$0/proc"
 mount --rbind /dev "$0/dev"
 mount -t tmpfs tmpfs "$0/tmp"
