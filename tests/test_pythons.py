@@ -94,11 +94,12 @@ def test_finder_rebuilds_one_module_for_all_names_and_fails_cleanly(interpreter:
     assert "sha256 mismatch" in lines[0] and interpreter.path(shipped) in lines[0]
 
 
-def test_pool_workers_fail_without_and_work_with_the_bundle(interpreter: Python, tmp_path: Path) -> None:
+def test_process_pool_workers_fail_without_and_work_with_the_bundle(interpreter: Python, tmp_path: Path) -> None:
     scenario, manifest = bundle_scenario(interpreter, tmp_path)
-    # forkserver is the default start method on Linux from 3.14: its server and children.
+    # A ProcessPoolExecutor (a lost task fails it at once; a multiprocessing.Pool would wait for
+    # its timeout); forkserver is the default start method on Linux from 3.14.
     method = "forkserver" if interpreter.version_info >= (3, 14) else "spawn"
-    driver = ["python", interpreter.path(scenario / "pool_driver.py"), "pool", method]
+    driver = ["python", interpreter.path(scenario / "pool_driver.py"), "executor", method]
     red = interpreter.run(driver, cwd=tmp_path, timeout=120)
     assert red.returncode != 0 and "No module named 'jobs'" in red.stderr, red.stderr[-2000:]
     green = interpreter.run(driver, cwd=tmp_path, env={"HN_MODULEFIX_MANIFEST": interpreter.path(manifest)},
