@@ -1,62 +1,113 @@
 """Interpreter start-up: hn_modulefix installed with a manifest active vs not installed.
 
-Two fresh venvs of the same interpreter: A has the wheel pip-installed (so its .pth runs
-at every start) and HN_MODULEFIX_MANIFEST names a real bundle; B has no hn_modulefix.
-The ratio is the median of paired runs of `python -c CODE` (see _pairs.py).
+Two fresh venvs of the same interpreter: A has the wheel pip-installed (so its .pth, or from
+Python 3.15 on its .start entry point, runs at every start) and HN_MODULEFIX_MANIFEST names a
+real bundle; B has no hn_modulefix. The ratio is the median of paired runs of `python -c
+pass` (see _pairs.py); then the same with no manifest set.
 
-    python benchmarks/startup.py [--pairs 400] [--code "import daft"] [--debian-sitecustomize]
+    python benchmarks/startup.py [--pairs 400]                  # this interpreter
+    python benchmarks/startup.py --python 3.15 [--pairs 400]    # a Debian chroot's (as root)
+    python benchmarks/startup.py --code "import daft" [--debian-sitecustomize]
+
+With --python X.Y (3.9, 3.13, 3.14, 3.15) the venvs are made in the test suite's cached
+chroot for that Python (tests/_pythons.py; built first if missing) and this script runs
+there, so the timed starts include no chroot set-up. Debian's Pythons run their own
+`sitecustomize`, which imports the absent `apport_python_hook` at every start.
 
 --code times something else than `pass` (both venvs then see this environment's
 packages); --debian-sitecustomize puts on PYTHONPATH, for A and B alike, a sitecustomize
-like Debian's and Ubuntu's system Pythons ship, whose failing `import apport_python_hook`
-reaches the finder at every start.
+like the one Debian's and Ubuntu's system Pythons ship, for this interpreter.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from _pairs import bundled_script, check_hooked, instructions, interpreter, machine, paired, venvs
+from _pairs import REPO, bundled_script, check_hooked, instructions, interpreter, machine, paired, venvs
 
-from tests._support import clean_env
+from tests._support import build_wheel, clean_env
+
 
 DEBIAN_SITECUSTOMIZE = "try:\n    import apport_python_hook\nexcept ImportError:\n    pass\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def measure(with_pkg: str, without: str, root: Path, pairs: int, code: str = "pass",
+            extra: dict[str, str] | None = None) -> None:
+    extra = extra or {}
+    env = clean_env(HN_MODULEFIX_MANIFEST=bundled_script(with_pkg, root), **extra)
+    check_hooked(with_pkg, env)
+    ratio, ta, tb = paired(interpreter(with_pkg, env, code), interpreter(without, env, code), pairs)
+    print(machine())
+    print("%d pairs of `python -c %r`%s" % (pairs, code, " with a Debian-like sitecustomize" if extra else ""))
+    print("installed + manifest active: median %.2f ms" % (ta * 1e3))
+    print("not installed:               median %.2f ms" % (tb * 1e3))
+    print("start-up ratio (median of paired A/B): %.3f" % ratio)
+    ia, ib = instructions(with_pkg, env, code), instructions(without, env, code)
+    if ia and ib:
+        print("instructions per start: %d vs %d, ratio %.3f (callgrind)" % (ia, ib, ia / ib))
+    inactive = clean_env(**extra)
+    ratio, ta, tb = paired(interpreter(with_pkg, inactive, code), interpreter(without, inactive, code), pairs)
+    print("installed, no manifest set: start-up ratio %.3f (%.2f vs %.2f ms)" % (ratio, ta * 1e3, tb * 1e3))
+    if sys.version_info >= (3, 15):
+        # Any .start file makes `site` import pkgutil and re to resolve its entry points.
+        # B plus a .start naming a stdlib callable separates that cost from hn_modulefix's own.
+        site = subprocess.run([without, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              env=inactive, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+        Path(site, "baseline.start").write_text("os:getpid\n")
+        try:
+            ratio, ta, tb = paired(interpreter(with_pkg, inactive), interpreter(without, inactive), pairs)
+        finally:
+            Path(site, "baseline.start").unlink()
+        print("installed, no manifest set vs a venv with a .start file calling os:getpid: start-up ratio %.3f "
+              "(%.2f vs %.2f ms)" % (ratio, ta * 1e3, tb * 1e3))
+
+
+def in_chroot(version: str, pairs: int) -> int:
+    """Run this script with `--venvs` inside the chroot of Python `version`."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import _pythons
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        # What this script needs, laid out as in the repository (the chroot sees it at /w).
+        shutil.copytree(REPO / "benchmarks", work / "benchmarks", ignore=shutil.ignore_patterns("__pycache__"))
+        (work / "tests").mkdir()
+        shutil.copyfile(REPO / "tests" / "_support.py", work / "tests" / "_support.py")
+        hooked = _pythons.chroot_python(version, work / "with", work, build_wheel(work / "dist"))
+        bare = hooked.run(["python" + version, "-m", "venv", "--without-pip", hooked.path(work / "without")], cwd=work)
+        assert bare.returncode == 0, bare.stderr
+        argv = ["python" + version, hooked.path(work / "benchmarks" / "startup.py"), "--pairs", str(pairs),
+                "--venvs", hooked.python, hooked.path(work / "without" / "bin" / "python")]
+        return subprocess.run(_pythons.command(hooked.root, work, argv, {}, cwd=_pythons.BIND)).returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pairs", type=int, default=400)
-    parser.add_argument("--code", default="pass")
-    parser.add_argument("--debian-sitecustomize", action="store_true")
+    parser.add_argument("--python", metavar="X.Y", help="measure the Python X.Y of the test suite's Debian chroot")
+    parser.add_argument("--venvs", nargs=2, metavar="PYTHON", help=argparse.SUPPRESS)  # A and B, made by --python
+    parser.add_argument("--code", default="pass", help="what each start runs (default: pass)")
+    parser.add_argument("--debian-sitecustomize", action="store_true",
+                        help="a sitecustomize like Debian's on PYTHONPATH of A and B")
     args = parser.parse_args()
+    if args.python:
+        return in_chroot(args.python, args.pairs)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        with_pkg, without = venvs(root, host_packages=args.code != "pass")
+        with_pkg, without = args.venvs or venvs(root, host_packages=args.code != "pass")
         extra = {}
         if args.debian_sitecustomize:
             (root / "debian").mkdir()
             (root / "debian" / "sitecustomize.py").write_text(DEBIAN_SITECUSTOMIZE)
             extra["PYTHONPATH"] = str(root / "debian")
-        env = clean_env(HN_MODULEFIX_MANIFEST=bundled_script(with_pkg, root), **extra)
-        check_hooked(with_pkg, env)
-        ratio, ta, tb = paired(interpreter(with_pkg, env, args.code), interpreter(without, env, args.code),
-                               args.pairs)
-        print(machine())
-        print("%d pairs of `python -c %r`%s" % (args.pairs, args.code,
-                                                 " with a Debian-like sitecustomize" if extra else ""))
-        print("installed + manifest active: median %.2f ms" % (ta * 1e3))
-        print("not installed:               median %.2f ms" % (tb * 1e3))
-        print("start-up ratio (median of paired A/B): %.3f" % ratio)
-        ia, ib = instructions(with_pkg, env, args.code), instructions(without, env, args.code)
-        if ia and ib:
-            print("instructions per start: %d vs %d, ratio %.3f (callgrind)" % (ia, ib, ia / ib))
-        inactive = clean_env(**extra)
-        ratio, ta, tb = paired(interpreter(with_pkg, inactive, args.code), interpreter(without, inactive, args.code),
-                               args.pairs)
-        print("installed, no manifest set: start-up ratio %.3f" % ratio)
+        measure(with_pkg, without, root, args.pairs, args.code, extra)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -46,11 +46,13 @@ def venv_site(venv: Path) -> Path:
     return Path(out.stdout.strip())
 
 
-def make_venv(venv: Path, *, wheel: Path | None = None, host_packages: bool = False) -> Path:
+def make_venv(venv: Path, *, wheel: Path | None = None, host_packages: bool = False,
+              site_packages: str | None = None) -> Path:
     """A fresh venv; with `wheel`, hn_modulefix pip-installed into it from that wheel.
 
     `host_packages` makes this environment's packages (daft, cloudpickle, ...) importable
-    through a plain path line, which runs none of the host's own .pth hooks.
+    through a plain path line, which runs none of the host's own .pth hooks;
+    `site_packages` does the same for the packages of another site-packages directory.
     """
     result = run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     assert result.returncode == 0, result.stderr
@@ -58,6 +60,8 @@ def make_venv(venv: Path, *, wheel: Path | None = None, host_packages: bool = Fa
         result = run([sys.executable, "-m", "pip", "--python", str(venv_python(venv)), "install", "-q",
                       "--no-deps", "--no-index", str(wheel)])
         assert result.returncode == 0, result.stderr
-    if host_packages:
-        (venv_site(venv) / "zz_host_packages.pth").write_text(HOST_SITE + "\n")
+    for name, directory in (("zz_host_packages.pth", HOST_SITE if host_packages else None),
+                            ("zz_test_packages.pth", site_packages)):
+        if directory:
+            (venv_site(venv) / name).write_text(directory + "\n")
     return venv_python(venv)

@@ -17,7 +17,7 @@ import modal
 import pytest
 
 from _support import REPO, clean_env, run
-from hn_modulefix._modal import SUPPORTED_MODAL_VERSIONS
+from hn_modulefix._modal import SUPPORTED_MODAL_VERSIONS, image_layers
 
 LAYER = '.pipe(hn_modulefix.image_layer())'
 SCRIPT = '''\
@@ -93,8 +93,24 @@ def test_modal_client_version_is_one_the_offline_reading_supports() -> None:
     assert modal.__version__.startswith(SUPPORTED_MODAL_VERSIONS)
 
 
-@pytest.mark.parametrize("copy", [False, True])
-def test_layer_plans_package_install_env_and_bundle(tmp_path: Path, hook_python: Path, copy: bool) -> None:
+def test_image_layers_read_the_newest_builder_version_unless_told() -> None:
+    image = modal.Image.debian_slim(python_version="3.11").env({"A": "1"})
+    newest, older = image_layers(image, "2026.10"), image_layers(image, "2025.06")
+    assert [(layer.kind, layer.commands, layer.files) for layer in image_layers(image)] == \
+        [(layer.kind, layer.commands, layer.files) for layer in newest]  # modal 1.6.4's newest: 2026.10
+    assert (newest[0].commands[0], older[0].commands[0]) == ("FROM python:3.11-slim-trixie",
+                                                             "FROM python:3.11.12-slim-bookworm")
+    assert newest[1].commands == older[1].commands == ["FROM base", "ENV A=1"]
+
+
+# The builder version changes the base image; hn_modulefix's layers are the same in each.
+@pytest.mark.parametrize("copy, builder_version, base", [
+    (False, None, "FROM python:3.11-slim-trixie"),
+    (True, None, "FROM python:3.11-slim-trixie"),
+    (False, "2025.06", "FROM python:3.11.12-slim-bookworm"),
+])
+def test_layer_plans_package_install_env_and_bundle(tmp_path: Path, hook_python: Path, copy: bool,
+                                                    builder_version: str | None, base: str) -> None:
     # hook_python: hn_modulefix installed from the wheel, so the layer copies what a user has.
     project = write_project(tmp_path, layer=True, helper=True)
     code = ("import sys, modal, hn_modulefix\nsys.path.insert(0, 'scripts')\n"
@@ -102,15 +118,15 @@ def test_layer_plans_package_install_env_and_bundle(tmp_path: Path, hook_python:
             "image = modal.Image.debian_slim(python_version='3.11').pipe(hn_modulefix.image_layer("
             "script='scripts/pipeline.py', copy=%r))\n"
             "image = image.run_commands('echo after') if %r else image\n"
-            "for layer in image_layers(image):\n"
-            "    print(layer.kind, layer.commands, sorted(r for _, r in layer.files))\n" % (copy, copy))
+            "for layer in image_layers(image, %r):\n"
+            "    print(layer.kind, layer.commands, sorted(r for _, r in layer.files))\n" % (copy, copy, builder_version))
     result = run([str(hook_python), "-c", code], cwd=project)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("build ['FROM python:3.11")
+    assert lines[0].startswith("build [%r" % base)
     assert lines[1].startswith("build ['FROM base', 'COPY . /'] [") and "'/hn_modulefix/lib/_hn_modulefix_boot.py'" \
         in lines[1] and "'/hn_modulefix/lib/hn_modulefix/_finder.py'" in lines[1] \
-        and "'/hn_modulefix/lib/hn_modulefix.pth'" in lines[1]
+        and "'/hn_modulefix/lib/hn_modulefix.pth'" in lines[1] and "'/hn_modulefix/lib/hn_modulefix.start'" in lines[1]
     assert lines[2] == ("build ['FROM base', 'RUN PYTHONPATH=/hn_modulefix/lib python -m hn_modulefix install-hook'] []")
     assert lines[3] == "build ['FROM base', 'ENV HN_MODULEFIX_MANIFEST=/hn_modulefix/bundle/manifest.json'] []"
     bundle_files = ("['/hn_modulefix/bundle/manifest.json', '/hn_modulefix/bundle/modules/scripts/pipeline.py', "

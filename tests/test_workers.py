@@ -1,5 +1,7 @@
-"""Red/green in real worker processes: Daft process UDFs, multiprocessing spawn pools and
-ProcessPoolExecutor.  Each red run is the same scenario without hn_modulefix."""
+"""Red/green in real worker processes: Daft process UDFs (daft 0.7.26 and 0.6.14 on the
+host's Python, daft 0.7.26 on Python 3.13 in a Debian chroot, HyperNodes 0.4.8 on daft
+0.6.14), multiprocessing spawn pools and ProcessPoolExecutor.  Each red run is the same
+scenario without hn_modulefix; each worker claim is checked against the worker's pid."""
 
 from __future__ import annotations
 
@@ -11,11 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from _pythons import Python
 from _support import REPO, clean_env, run
 
 IMPORT_LIKE_MODAL = ("import importlib, json, sys\nsys.path.insert(0, %r)\n"
                      "print(json.dumps(importlib.import_module('pipeline').run(), sort_keys=True))\n")
 MISSING = re.compile(r"No module named \\?'(pipeline|helpers|jobs)\\?'")
+# daft 0.6.14 sometimes crashes while the interpreter finalizes (SIGSEGV, or an abort in
+# PyGILState_Release), with or without hn_modulefix: the drivers leave once the result is out.
+LEAVE = "sys.stdout.flush(); os._exit(0)\n"
+IMPORT_UDFS = ("import importlib, json, os, sys\nsys.path.insert(0, %r)\n"
+               "print(json.dumps(importlib.import_module('udfs').run(%r)))\n" + LEAVE)
 
 
 def cli_bundle(python: Path, *args: str, cwd: Path) -> str:
@@ -65,3 +73,63 @@ def test_example_daft_local_shows_red_then_green(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[1].startswith("   exit 1: ModuleNotFoundError: No module named")
     assert lines[-1] == "as expected: run 1 fails, runs 2 and 3 agree"
+
+
+def udfs_red_green(python: Python, tmp_path: Path, kind: str) -> None:
+    """tests/scenarios/daft_user/udfs.py imported the Modal way: red without a bundle, green
+    with one, and the UDF ran in a worker process (another pid than the driver's)."""
+    scenario, elsewhere = tmp_path / "daft_user", tmp_path / "elsewhere"
+    shutil.copytree(REPO / "tests" / "scenarios" / "daft_user", scenario, ignore=shutil.ignore_patterns("__pycache__"))
+    elsewhere.mkdir()
+    code = IMPORT_UDFS % (python.path(scenario), kind)
+    red = python.run(["python", "-c", code], cwd=elsewhere)
+    assert red.returncode != 0 and re.search(r"No module named \\?'udfs\\?'", red.stderr), red.stderr[-2000:]
+    done = python.run(["python", "-m", "hn_modulefix", "bundle", "udfs.py", "-o", python.path(tmp_path / "bundle")],
+                      cwd=scenario)
+    assert done.returncode == 0, done.stderr
+    green = python.run(["python", "-c", code], cwd=elsewhere, env={"HN_MODULEFIX_MANIFEST": done.stdout.split()[-1]})
+    assert green.returncode == 0, green.stderr[-3000:]
+    result = json.loads(green.stdout)
+    assert result["texts"] == ["tag:a", "tag:b", "tag:c"]
+    assert result["worker_pids"] and result["driver_pid"] not in result["worker_pids"], result
+
+
+def test_daft_udf_returning_arrow_runs_in_a_worker_red_then_green(daft_python: Python, tmp_path: Path) -> None:
+    udfs_red_green(daft_python, tmp_path, "arrow")
+
+
+def test_daft_06_udf_returning_python_objects_runs_in_a_worker_red_then_green(daft06_python: Python,
+                                                                              tmp_path: Path) -> None:
+    # daft 0.7 runs such a UDF in the calling process: only 0.6 can show this case.
+    udfs_red_green(daft06_python, tmp_path, "python")
+
+
+def test_daft_on_python_3_13_red_then_green(daft_chroot: Python, tmp_path: Path) -> None:
+    udfs_red_green(daft_chroot, tmp_path, "arrow")
+
+
+IMPORT_HYPERNODES = ("import importlib, json, os, sys\nsys.path.insert(0, %r)\n"
+                     "print(json.dumps(importlib.import_module('hypernodes_pipeline').run(), sort_keys=True))\n" + LEAVE)
+AS_MAIN = "import os, runpy, sys\nrunpy.run_path('hypernodes_pipeline.py', run_name='__main__')\n" + LEAVE
+
+
+def test_hypernodes_example_imported_like_modal_red_then_green_and_equal_to_main(daft06_python: Python,
+                                                                                  tmp_path: Path) -> None:
+    examples = REPO / "examples"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = IMPORT_HYPERNODES % str(examples)
+    red = daft06_python.run(["python", "-c", code], cwd=elsewhere)
+    assert red.returncode != 0 and re.search(r"No module named \\?'hypernodes_pipeline\\?'", red.stderr), \
+        red.stderr[-2000:]
+    manifest = cli_bundle(daft06_python.venv / "bin" / "python", "hypernodes_pipeline.py",
+                          "-o", str(tmp_path / "bundle"), cwd=examples)
+    green = daft06_python.run(["python", "-c", code], cwd=elsewhere, env={"HN_MODULEFIX_MANIFEST": manifest})
+    assert green.returncode == 0, green.stderr[-3000:]
+    as_main = daft06_python.run(["python", "-c", AS_MAIN], cwd=examples)
+    assert as_main.returncode == 0, as_main.stderr[-3000:]
+    imported, main = json.loads(green.stdout), json.loads(as_main.stdout)
+    for result in (imported, main):  # every prediction was made in a UDF worker
+        assert {p.pop("pid") for p in result["predictions"]}.isdisjoint({result["driver_pid"]}), result
+    assert imported["predictions"] == main["predictions"]
+    assert [p["doc_id"] for p in imported["predictions"]] == ["daft", "pickle", "modal"]

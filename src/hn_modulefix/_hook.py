@@ -16,15 +16,18 @@ import sysconfig
 import _hn_modulefix_boot
 
 PTH_NAME = "hn_modulefix.pth"
+# Python 3.15+ (PEP 829) calls the entry point in the .start file and skips the .pth's import
+# line, which Python 3.18 ignores; older Pythons ignore the .start file.
+START_NAME = "hn_modulefix.start"
 INSTALL_COMMAND = "python -m hn_modulefix install-hook"
 
 
 def stage(target: str, *, pth: bool = True, sitecustomize: bool = False) -> list[str]:
-    """Copy the package, the boot module, the .pth and, if asked, `sitecustomize.py` into
-    `target`, laid out as in site-packages; returns the copied paths.
+    """Copy the package, the boot module, the .start and .pth files and, if asked,
+    `sitecustomize.py` into `target`, laid out as in site-packages; returns the copied paths.
 
-    A .pth only runs from a site directory, so elsewhere (a PYTHONPATH entry) it is inert
-    and only carried along for `install_hook` to find.
+    .start and .pth files only run from a site directory, so elsewhere (a PYTHONPATH entry)
+    they are inert and only carried along for `install_hook` to find.
     """
     package = os.path.dirname(os.path.abspath(__file__))
     # In site-packages, in src/ and in every staged copy the .pth sits beside the package.
@@ -33,8 +36,9 @@ def stage(target: str, *, pth: bool = True, sitecustomize: bool = False) -> list
     if sitecustomize:
         copies.append((os.path.join(package, "_sitecustomize.py"), os.path.join(target, "sitecustomize.py")))
     if pth:
-        # Last: until it exists the hook cannot run half-installed.
-        copies.append((os.path.join(os.path.dirname(package), PTH_NAME), os.path.join(target, PTH_NAME)))
+        # Last: until they exist the hook cannot run half-installed.
+        copies.extend((os.path.join(os.path.dirname(package), name), os.path.join(target, name))
+                      for name in (START_NAME, PTH_NAME))
     os.makedirs(target, exist_ok=True)
     for source, destination in copies:
         if os.path.realpath(source) == os.path.realpath(destination):
@@ -48,8 +52,8 @@ def stage(target: str, *, pth: bool = True, sitecustomize: bool = False) -> list
 
 
 def install_hook(site_dir: str | None = None) -> list[str]:
-    """Copy the package, the boot module and the .pth into `site_dir` (default: this
-    interpreter's purelib) and compile them; returns the installed paths. Idempotent."""
+    """Copy the package, the boot module, the .start and the .pth into `site_dir` (default:
+    this interpreter's purelib) and compile them; returns the installed paths. Idempotent."""
     installed = stage(site_dir or sysconfig.get_paths()["purelib"])
     installed_package, installed_boot = installed[:2]
     # Bytecode now, or every start would compile the boot module again (see

@@ -121,11 +121,28 @@ def _mount_files(mount: Any) -> list[tuple[str, str]]:
     return sorted(files, key=lambda pair: pair[1])
 
 
-def image_layers(image: modal.Image, builder_version: str = "2025.06") -> list[Layer]:
+def newest_builder_version() -> str:
+    """The newest image builder version the installed modal client knows (its
+    `ImageBuilderVersion` literal lists them, with "PREVIEW")."""
+    from typing import get_args
+
+    from modal._image import ImageBuilderVersion
+
+    versions: list[str] = [version for version in get_args(ImageBuilderVersion) if version[:1].isdigit()]
+    return max(versions)  # "YYYY.MM": in order as strings
+
+
+def image_layers(image: modal.Image, builder_version: str | None = None) -> list[Layer]:
     """The planned layers of `image`, base first, read offline from the closures Modal
-    keeps them in (Modal exposes no public way: this depends on the client version)."""
+    keeps them in (Modal exposes no public way: this depends on the client version).
+
+    Modal builds with the builder version of the workspace, which only its server knows;
+    offline the newest one the client knows stands in unless `builder_version` is given."""
     import modal as modal_module
     from modal._utils.async_utils import synchronizer
+
+    if builder_version is None:
+        builder_version = newest_builder_version()
 
     if not modal_module.__version__.startswith(SUPPORTED_MODAL_VERSIONS):
         raise RuntimeError("reading image layers offline is implemented for modal %s, not %s"

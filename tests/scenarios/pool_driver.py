@@ -1,6 +1,7 @@
 """Load scenarios/user/jobs.py the way a platform's CLI loads a user script (by file location,
 no sys.path change, from inside the CLI's own main), then hand its objects to spawned
-workers: argv[1] is 'pool' (multiprocessing) or 'executor' (concurrent.futures)."""
+workers: argv[1] is 'pool' (multiprocessing) or 'executor' (concurrent.futures), argv[2] the
+start method (default 'spawn'; 'forkserver' is the default on Linux from Python 3.14)."""
 
 import concurrent.futures
 import importlib.util
@@ -20,7 +21,7 @@ def load_user_script():
 
 def main():
     jobs = load_user_script()
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context(sys.argv[2] if len(sys.argv) > 2 else "spawn")
     if sys.argv[1] == "pool":
         with context.Pool(2) as pool:
             results = pool.map_async(jobs.work, jobs.JOBS).get(timeout=8)

@@ -1,0 +1,121 @@
+"""The start-up hook, the bundle, the finder and a worker pool on every Python the suite can
+run: the host's and, from Debian chroots the suite builds (see _pythons.py), 3.9, 3.13, 3.14
+and 3.15. Each runs in a fresh venv where the wheel was pip-installed by that Python's pip.
+3.10 and 3.12 are in no current Debian suite and are not run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import _pythons
+from _pythons import Python
+from _support import REPO
+
+# The hn_modulefix finders on sys.meta_path and the hn_modulefix modules loaded (and json,
+# which the start-up path must not load).
+SHOW = ("import sys; print([f.__name__ for f in sys.meta_path if getattr(f, '_hn_modulefix_finder', False)], "
+        "sorted(m for m in sys.modules if 'hn_modulefix' in m or m == 'json'))")
+# Both names of the bundled script: one module object, its classes shared, executed once.
+ALIASES = """
+import sys
+import jobs, user.jobs
+assert jobs is user.jobs is sys.modules['jobs'] is sys.modules['user.jobs'] and jobs.__name__ == 'jobs'
+result = jobs.work(user.jobs.Job(user.jobs.Kind.CUBE, 2))
+assert type(result) is user.jobs.Result and result.job.kind is jobs.Kind.CUBE
+print(jobs.__file__, result.answer)
+"""
+# A listed module that cannot be rebuilt: asked twice, it fails twice and leaves nothing behind.
+BROKEN = """
+import sys
+for _ in range(2):
+    try:
+        import user.jobs
+    except ImportError as exc:
+        print(type(exc).__name__, exc.name, str(exc).splitlines()[0])
+        print([m for m in ('jobs', 'user.jobs') if m in sys.modules])
+"""
+
+
+def bundle_scenario(python: Python, tmp_path: Path) -> tuple[Path, Path]:
+    """tests/scenarios copied to tmp_path, its user/jobs.py bundled by `python`'s CLI (names
+    `jobs` and `user.jobs`); the copy and the manifest."""
+    scenario = tmp_path / "scenario"
+    shutil.copytree(REPO / "tests" / "scenarios", scenario, ignore=shutil.ignore_patterns("__pycache__"))
+    manifest = tmp_path / "bundle" / "manifest.json"
+    done = python.run(["python", "-m", "hn_modulefix", "bundle", python.path(scenario / "user" / "jobs.py"),
+                       "--root", python.path(scenario), "-o", python.path(manifest.parent)], cwd=scenario)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["jobs, user.jobs                          modules/user/jobs.py",
+                                        python.path(manifest)]
+    return scenario, manifest
+
+
+def test_startup_hook_runs_once_and_is_inert_without_a_manifest(interpreter: Python, tmp_path: Path) -> None:
+    _, manifest = bundle_scenario(interpreter, tmp_path)
+    site = interpreter.site()
+    assert (site / "hn_modulefix.pth").is_file() and (site / "hn_modulefix.start").is_file()
+    env = {"HN_MODULEFIX_MANIFEST": interpreter.path(manifest)}
+    verbose = interpreter.run(["python", "-v", "-c", SHOW], cwd=tmp_path, env=env)
+    # One finder. (What it loads is not checked here: Debian's own sitecustomize imports the
+    # absent apport_python_hook at every start, a miss that reaches the finder.)
+    assert verbose.returncode == 0 and verbose.stdout.startswith("['_hn_modulefix_boot'] ['_hn_modulefix_boot'"), \
+        verbose.stdout + verbose.stderr[-3000:]
+    pth, start = interpreter.path(site / "hn_modulefix.pth"), interpreter.path(site / "hn_modulefix.start")
+    trace = [line for line in verbose.stderr.splitlines() if pth in line or start in line]
+    if interpreter.version_info >= (3, 15):
+        # PEP 829: the entry point runs, once; the .pth's import line is skipped, so no
+        # deprecation warning, and nothing left for Python 3.18 to ignore.
+        assert trace.count("Executing entry point: _hn_modulefix_boot:start from %s" % start) == 1, trace
+        assert "import lines in %s are suppressed due to matching %s file." % (pth, start) in trace, trace
+        assert not [line for line in trace if "deprecated" in line or "Exec'ing" in line], trace
+    inert = interpreter.run(["python", "-c", SHOW], cwd=tmp_path)
+    # Without a manifest nothing is loaded but, from 3.15 on, the module the entry point names.
+    loaded = "['_hn_modulefix_boot']" if interpreter.version_info >= (3, 15) else "[]"
+    assert (inert.returncode, inert.stdout, inert.stderr) == (0, "[] %s\n" % loaded, "")
+
+
+def test_finder_rebuilds_one_module_for_all_names_and_fails_cleanly(interpreter: Python, tmp_path: Path) -> None:
+    scenario, manifest = bundle_scenario(interpreter, tmp_path)
+    env = {"HN_MODULEFIX_MANIFEST": interpreter.path(manifest)}
+    shutil.rmtree(scenario / "user")  # only the bundle has the script now
+    red = interpreter.run(["python", "-c", ALIASES], cwd=tmp_path)
+    assert red.returncode == 1 and red.stderr.endswith("ModuleNotFoundError: No module named 'jobs'\n"), red.stderr
+    green = interpreter.run(["python", "-c", ALIASES], cwd=tmp_path, env=env)
+    shipped = manifest.parent / "modules" / "user" / "jobs.py"
+    assert (green.returncode, green.stdout, green.stderr) == (0, "%s 8\n" % interpreter.path(shipped), "")
+
+    shipped.write_text(shipped.read_text() + "\n# edited after bundling\n")
+    broken = interpreter.run(["python", "-c", BROKEN], cwd=tmp_path, env=env)
+    assert broken.returncode == 0, broken.stderr
+    lines = broken.stdout.splitlines()
+    assert len(lines) == 4 and lines[0::2] == [lines[0]] * 2 and lines[1::2] == ["[]"] * 2, lines
+    assert lines[0].startswith("ImportError user.jobs hn_modulefix cannot rebuild module 'user.jobs'")
+    assert "sha256 mismatch" in lines[0] and interpreter.path(shipped) in lines[0]
+
+
+def test_process_pool_workers_fail_without_and_work_with_the_bundle(interpreter: Python, tmp_path: Path) -> None:
+    scenario, manifest = bundle_scenario(interpreter, tmp_path)
+    # A ProcessPoolExecutor (a lost task fails it at once; a multiprocessing.Pool would wait for
+    # its timeout); forkserver is the default start method on Linux from 3.14.
+    method = "forkserver" if interpreter.version_info >= (3, 14) else "spawn"
+    driver = ["python", interpreter.path(scenario / "pool_driver.py"), "executor", method]
+    red = interpreter.run(driver, cwd=tmp_path, timeout=120)
+    assert red.returncode != 0 and "No module named 'jobs'" in red.stderr, red.stderr[-2000:]
+    green = interpreter.run(driver, cwd=tmp_path, env={"HN_MODULEFIX_MANIFEST": interpreter.path(manifest)},
+                            timeout=120)
+    assert (green.returncode, green.stdout) == (0, "[('square', 3, 9), ('cube', 2, 8), ('square', 5, 25)]\n"), \
+        green.stderr[-2000:]
+
+
+def test_interpreter_starts_with_the_boot_module_missing(interpreter: Python, wheel: Path, tmp_path: Path) -> None:
+    # A broken install: `site` reports the .pth line (up to 3.14) or the entry point (3.15+)
+    # it could not run, and the interpreter starts.
+    _, manifest = bundle_scenario(interpreter, tmp_path)
+    broken = _pythons.venv_python(interpreter.version, tmp_path / "broken", interpreter.workdir, wheel)
+    (broken.site() / "_hn_modulefix_boot.py").unlink()
+    result = broken.run(["python", "-c", "print('started')"], cwd=tmp_path,
+                        env={"HN_MODULEFIX_MANIFEST": broken.path(manifest)})
+    assert (result.returncode, result.stdout) == (0, "started\n"), result.stderr
+    named = "hn_modulefix.start" if interpreter.version_info >= (3, 15) else "hn_modulefix.pth"
+    assert named in result.stderr and "No module named '_hn_modulefix_boot'" in result.stderr, result.stderr
