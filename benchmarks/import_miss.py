@@ -1,15 +1,15 @@
 """A failing import of an unknown name: the start-up hook's finder on sys.meta_path vs not.
 
-Every failing import reaches the finder last, after the standard finders searched all of
-sys.path, so this is the cost hn_modulefix adds to the `try: import x / except
-ImportError` that libraries do at import time.
+Every failing import asks the finder (ahead of the path finder) first, so this is the
+cost hn_modulefix adds to the `try: import x / except ImportError` that libraries do at
+import time: one set lookup of an unlisted name.
 
-1. In this process, after the first lookup loaded the manifest: batches of failing
-   imports with the hook on sys.meta_path vs off it (median of paired batches).
-2. The one-time cost of that first lookup (which imports the real finder, `json` and
-   reads the manifest), in fresh interpreters: `python -c "<one failing import>"` in a
-   venv with the wheel and a manifest active vs a venv without hn_modulefix; then the
-   same after `import json`, as any program that already uses json (Daft, Modal) pays.
+1. In this process, after the first lookup read names.txt: batches of failing imports
+   with the hook on sys.meta_path vs off it (median of paired batches).
+2. The one-time cost of that first lookup (reading names.txt; never the manifest or
+   `json` for an unlisted name), in fresh interpreters: `python -c "<one failing
+   import>"` in a venv with the wheel and a manifest active vs a venv without
+   hn_modulefix; then the same after `import json`.
 
     python benchmarks/import_miss.py [--pairs 200] [--fresh-pairs 200]
 """
@@ -36,7 +36,7 @@ BATCH = 1000
 def misses(hooked: bool, boot: object) -> Timer:
     def once() -> float:
         if hooked and boot not in sys.meta_path:
-            sys.meta_path.append(boot)  # type: ignore[arg-type]
+            boot.insert(boot)  # type: ignore[attr-defined]
         elif not hooked and boot in sys.meta_path:
             sys.meta_path.remove(boot)  # type: ignore[arg-type]
         start = time.perf_counter()
@@ -56,11 +56,11 @@ def in_process(manifest: str, pairs: int) -> tuple[float, float, float]:
     sys.path.insert(0, str(REPO / "src"))
     import _hn_modulefix_boot as boot
 
-    boot.start()  # appends it to sys.meta_path, as the .pth does
+    boot.start()  # as the .pth does
 
-    importlib.util.find_spec(MISSING)  # the first lookup: loads the real finder and the manifest
-    if not boot._real:
-        raise SystemExit("the finder did not load %s" % manifest)
+    importlib.util.find_spec(MISSING)  # the first lookup: reads names.txt
+    if not boot._names or boot._real is not None:
+        raise SystemExit("the first lookup did not read names.txt alone for %s" % manifest)
     return paired(misses(True, boot), misses(False, boot), pairs)
 
 
