@@ -1,8 +1,11 @@
 """Modal: the layer the real `modal` package plans (read offline), and red/green runs of
-real Daft process UDFs in the stand-in container (hn_modulefix._emulate).
+real Daft worker-process UDFs through Modal's own container entrypoint
+(`python -m modal._container_entrypoint`, fed by hn_modulefix._modal_server over a unix
+socket: nothing leaves this machine).
 
-Modal keeps an Image's planned layers only in private attributes; this reading is pinned
-to the modal client versions in hn_modulefix._modal.SUPPORTED_MODAL_VERSIONS (1.6.x).
+Modal keeps an Image's planned layers only in private attributes, and its container
+protocol is internal: both are pinned to the modal client versions in
+hn_modulefix._modal.SUPPORTED_MODAL_VERSIONS and _modal_server.CHECKED_MODAL_VERSIONS (1.6.x).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pytest
 
 from _support import REPO, clean_env, run
 from hn_modulefix._modal import SUPPORTED_MODAL_VERSIONS
+from hn_modulefix._modal_server import CHECKED_MODAL_VERSIONS
 
 LAYER = '.pipe(hn_modulefix.image_layer())'
 SCRIPT = '''\
@@ -126,8 +130,9 @@ def emulate(project: Path, *args: str, python: Path = Path(sys.executable)) -> "
     return run([str(python), "-m", "hn_modulefix", "emulate", *args], cwd=project, timeout=600)
 
 
-def test_modal_client_version_is_one_the_offline_reading_supports() -> None:
+def test_modal_client_version_is_one_the_offline_reading_and_the_stand_in_server_support() -> None:
     assert modal.__version__.startswith(SUPPORTED_MODAL_VERSIONS)
+    assert modal.__version__.startswith(CHECKED_MODAL_VERSIONS)
 
 
 @pytest.mark.parametrize("copy", [False, True])
