@@ -363,3 +363,47 @@ def test_example_modal_daft_pipeline_red_and_green(tmp_path: Path, hook_python: 
                       .replace("import hn_modulefix\n", ""))
     red = emulate(tmp_path, *args, python=hook_python)
     assert red.returncode == 1 and red.stderr.splitlines()[-1] == "ModuleNotFoundError: No module named 'retrieval_utils'"
+
+
+def test_emulate_refuses_modal_versions_the_stand_in_was_not_checked_against(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from hn_modulefix._emulate import EmulateUsageError, emulate as emulate_in_process
+
+    monkeypatch.setattr(modal, "__version__", "1.7.0")
+    with pytest.raises(EmulateUsageError, match=r"^the stand-in Modal server speaks the container protocol of "
+                                                r"modal 1\.6\.x, not 1\.7\.0$"):
+        emulate_in_process(str(tmp_path / "pipeline.py::score"))
+
+
+def test_stand_in_server_answers_only_the_container_calls(tmp_path: Path) -> None:
+    # Modal's own client stub against the server: a call outside the container's protocol
+    # is UNIMPLEMENTED (and recorded), never silently answered.
+    import asyncio
+
+    import grpclib
+    import grpclib.client
+    from google.protobuf import empty_pb2
+    from modal_proto import api_grpc, api_pb2
+
+    from hn_modulefix._modal_server import StandInServer
+
+    async def talk(path: str) -> tuple[object, object]:
+        channel = grpclib.client.Channel(path=path)
+        try:
+            stub = api_grpc.ModalClientStub(channel)
+            await stub.ContainerHello(empty_pb2.Empty())
+            first = await stub.FunctionGetInputs(api_pb2.FunctionGetInputsRequest(function_id="fu-1"))
+            with pytest.raises(grpclib.GRPCError) as refused:
+                await stub.VolumeCommit(api_pb2.VolumeCommitRequest(volume_id="vo-1"))
+            return first, refused.value
+        finally:
+            channel.close()
+
+    server = StandInServer(str(tmp_path / "modal.sock"), api_pb2.FunctionInput(args=b"x"))
+    with server:
+        first, refused = asyncio.run(talk(server.path))
+    (item,) = first.inputs  # type: ignore[attr-defined]
+    assert (item.input.args, item.input.final_input) == (b"x", True)
+    assert refused.status == grpclib.const.Status.UNIMPLEMENTED  # type: ignore[attr-defined]
+    assert server.calls == ["ContainerHello", "FunctionGetInputs", "VolumeCommit"]
+    assert server.unanswered == ["VolumeCommit"]
