@@ -407,3 +407,26 @@ def test_stand_in_server_answers_only_the_container_calls(tmp_path: Path) -> Non
     assert refused.status == grpclib.const.Status.UNIMPLEMENTED  # type: ignore[attr-defined]
     assert server.calls == ["ContainerHello", "FunctionGetInputs", "VolumeCommit"]
     assert server.unanswered == ["VolumeCommit"]
+
+
+def test_stand_in_server_that_cannot_start_says_why_at_once(tmp_path: Path) -> None:
+    import threading
+
+    from modal_proto import api_pb2
+
+    from hn_modulefix._modal_server import StandInServer
+
+    server = StandInServer(str(tmp_path / "missing" / "modal.sock"), api_pb2.FunctionInput())
+    raised: list = []
+
+    def start() -> None:
+        try:
+            server.start()
+        except OSError as exc:
+            raised.append(exc)
+
+    starter = threading.Thread(target=start, daemon=True)
+    starter.start()
+    starter.join(timeout=30)
+    assert not starter.is_alive(), "start() still waiting for a server that failed"
+    assert len(raised) == 1 and isinstance(raised[0], FileNotFoundError), raised

@@ -72,18 +72,18 @@ class StandInServer:
         failure: List[BaseException] = []
 
         async def serve() -> None:
-            import grpclib.server
-
-            self._loop = asyncio.get_running_loop()
-            self._stopping = asyncio.Event()
-            server = grpclib.server.Server([_Handlers(self)])
             try:
+                import grpclib.server
+
+                self._loop = asyncio.get_running_loop()
+                self._stopping = asyncio.Event()
+                server = grpclib.server.Server([_Handlers(self)])
                 await server.start(path=self.path)
             except BaseException as exc:
                 failure.append(exc)
-                ready.set()
                 return
-            ready.set()
+            finally:
+                ready.set()  # started or failed: the caller must not wait for ever
             await self._stopping.wait()
             server.close()
             await server.wait_closed()
