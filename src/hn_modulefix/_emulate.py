@@ -59,7 +59,7 @@ _NOT_IN_IMAGE = re.compile(r"^(hn_modulefix|_hn_modulefix_boot\.py|_editable_imp
                            r"|(modal|synchronicity)-.*\.dist-info)$")
 
 
-class EmulateUsageError(Exception):
+class EmulateUsageError(ValueError):
     """A mistake in what `emulate` was asked to run (not a failure of the function)."""
 
 
