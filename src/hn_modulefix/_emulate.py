@@ -355,8 +355,9 @@ def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), kw
     `args` (or the tuple returned by calling the script's function `args_from` here) and
     `kwargs` are pickled here as Modal's client pickles them and unpickled in the
     container by Modal's runner.  The container's output goes to `stdout`/`stderr`
-    (default: this process's).  The container is laid out under `root` (default: a
-    temporary directory, removed afterwards unless `keep`).
+    (default: this process's); each note on what is not emulated goes to `notes` as it
+    arises.  The container is laid out under `root` (default: a temporary directory,
+    removed afterwards unless `keep`).
     """
     from hn_modulefix._modal_server import check_modal_version
 
@@ -386,7 +387,9 @@ def _run(container: _Container, target: _Target, function_input: Any, module_mod
     import asyncio
 
     from modal._utils.function_utils import _process_result
+    from modal.image import _Image  # type: ignore[attr-defined]  # absent from modal's stubs
     from modal.mount import SITECUSTOMIZE_CONTENT, _create_client_mount  # type: ignore[attr-defined]
+    from modal_proto import api_pb2
 
     from hn_modulefix._modal_server import StandInServer
 
@@ -406,7 +409,7 @@ def _run(container: _Container, target: _Target, function_input: Any, module_mod
     deps = target.deps()
     dep_ids = ["%s-hnmfdep%d" % (type(dep)._type_prefixes[0], number) for number, dep in enumerate(deps)]
     for dep in deps:
-        if type(dep).__name__ != "_Image":
+        if not isinstance(dep, _Image):
             container.note("not emulated: %r (given a stand-in id, no contents)" % dep)
     arguments_path = os.path.join(container.root, "container_arguments.bin")
     with open(arguments_path, "wb") as f:
@@ -450,7 +453,8 @@ def _run(container: _Container, target: _Target, function_input: Any, module_mod
 
     # The input's result: its output, or the task's failure (an import that failed), which
     # Modal's server hands to the caller in place of an output.
-    results = [(item.result, item.data_format) for item in server.outputs] + [(r, 0) for r in server.task_results]
+    results = [(item.result, item.data_format) for item in server.outputs]
+    results += [(result, api_pb2.DATA_FORMAT_UNSPECIFIED) for result in server.task_results]
     if not results:
         error: BaseException = RuntimeError("the container exited with status %d and sent no result" % returncode)
         return Emulation(container.root, returncode, None, error, server.calls, server.unanswered, container.notes)
