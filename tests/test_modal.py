@@ -94,6 +94,15 @@ class Service:
     @modal.method()
     def score(self, queries):
         return run_pipeline(queries, FACTOR)
+
+
+@app.cls()
+class Weighted:
+    factor: int = modal.parameter(default=2)
+
+    @modal.method()
+    def score(self, queries):
+        return run_pipeline(queries, self.factor)
 '''
 WEIGHTS = "import dataclasses\n\nFACTOR = 3\n\n\n@dataclasses.dataclass(frozen=True)\nclass Weight:\n    factor: int\n\n" \
     "    def __int__(self) -> int:\n        return self.factor\n"
@@ -258,6 +267,15 @@ def test_emulated_container_fails_without_the_layer_and_works_with_it(
         assert facts["cwd"].endswith("/fs/data")
 
 
+def test_app_cls_parameters_reach_the_class_as_modal_sends_them(tmp_path: Path) -> None:
+    # modal 1.6 sends modal.parameter() values as protobuf (never pickled): nothing for the
+    # layer to fix, but the emulated class must get them.
+    project = write_project(tmp_path, layer=True)
+    facts = emulated_result(emulate(project, "scripts/pipeline.py::Weighted.score", "--param", "factor=4",
+                                    "--args-from", "make_args"))
+    assert_worked_in_a_worker(facts, 4)
+
+
 def test_emulated_function_output_is_streamed_before_the_result(tmp_path: Path) -> None:
     result = emulate(write_project(tmp_path, layer=True), "scripts/pipeline.py::score", "--args-from", "make_args")
     facts = emulated_result(result)
@@ -330,7 +348,9 @@ def test_emulated_exception_is_reported_as_modal_reports_it(tmp_path: Path) -> N
                             "(or SCRIPT::CLASS.METHOD)"),
     ("scripts/pipeline.py::nothing",
      "scripts/pipeline.py::nothing: no function 'nothing' there (its Modal functions and classes: Service, "
-     "score, score_serialized)"),
+     "Weighted, score, score_serialized)"),
+    ("scripts/pipeline.py::Weighted.score --param weight=3",
+     "--param weight=3: expected NAME=VALUE with NAME one of factor"),
     ("scripts/missing.py::score", "scripts/missing.py: no such script"),
     ("scripts/pipeline.py::Service.nothing",
      "scripts/pipeline.py::Service.nothing: name a method of class Service: scripts/pipeline.py::Service.METHOD "
@@ -338,9 +358,9 @@ def test_emulated_exception_is_reported_as_modal_reports_it(tmp_path: Path) -> N
 ])
 def test_emulate_usage_errors_are_one_line(tmp_path: Path, ref: str, message: str) -> None:
     project = write_project(tmp_path, layer=False)
-    result = emulate(project, ref)
+    result = emulate(project, *ref.split())
     assert (result.returncode, result.stdout, result.stderr) == (2, "", "hn-modulefix emulate: error: %s\n" % message)
-    debug = run([sys.executable, "-m", "hn_modulefix", "emulate", ref], cwd=project,
+    debug = run([sys.executable, "-m", "hn_modulefix", "emulate", *ref.split()], cwd=project,
                 env=clean_env(HN_MODULEFIX_DEBUG="1"))
     assert debug.returncode == 2 and "Traceback (most recent call last)" in debug.stderr
     assert debug.stderr.endswith("hn-modulefix emulate: error: %s\n" % message)

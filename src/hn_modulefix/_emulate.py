@@ -42,7 +42,7 @@ import sys
 import sysconfig
 import tempfile
 import traceback
-from typing import IO, Any, Sequence
+from typing import IO, Any, Callable, Sequence
 
 from hn_modulefix._hook import INSTALL_COMMAND
 from hn_modulefix._modal import _closure, image_layers
@@ -243,7 +243,40 @@ class _Target:
     def deps(self) -> list[Any]:
         return list(self.loaded["_deps"](only_explicit_mounts=True))
 
-    def container_arguments(self, dep_ids: Sequence[str]) -> Any:
+    def class_parameters(self, given: Sequence[str]) -> bytes:
+        """`NAME=VALUE` pairs for the class's `modal.parameter()`s, encoded as Modal's client
+        sends them (protobuf, defaults applied): never pickled, in modal 1.6."""
+        from modal._serialization import apply_defaults, serialize_proto_params, validate_parameter_values
+        from modal.exception import InvalidError
+        from modal_proto import api_pb2
+
+        info = self.info.class_parameter_info()
+        if info.format != api_pb2.ClassParameterInfo.PARAM_SERIALIZATION_FORMAT_PROTO:
+            if given:
+                raise EmulateUsageError("--param: %s has no modal.parameter() fields" % self.info.function_name)
+            return b""
+        types = {spec.name: spec.full_type.base_type or spec.type for spec in info.schema}
+        parsers: dict[int, Callable[[str], Any]] = {
+            api_pb2.PARAM_TYPE_INT: int, api_pb2.PARAM_TYPE_BYTES: str.encode, api_pb2.PARAM_TYPE_BOOL: _boolean}
+        values: dict[str, Any] = {}
+        for pair in given:
+            name, sep, text = pair.partition("=")
+            if not sep or name not in types:
+                raise EmulateUsageError("--param %s: expected NAME=VALUE with NAME one of %s"
+                                        % (pair, ", ".join(sorted(types)) or "(none)"))
+            parse = parsers.get(types[name], str)
+            try:
+                values[name] = parse(text)
+            except ValueError as exc:
+                raise EmulateUsageError("--param %s: %s" % (pair, exc)) from exc
+        values = apply_defaults(values, info.schema)
+        try:
+            validate_parameter_values(values, info.schema)
+        except InvalidError as exc:
+            raise EmulateUsageError("--param: %s" % exc) from exc
+        return serialize_proto_params(values)
+
+    def container_arguments(self, dep_ids: Sequence[str], parameters: bytes) -> Any:
         """ContainerArguments as Modal's server sends them for this function, with the
         fields the container reads taken from what Modal's client computed."""
         from modal._serialization import serialize
@@ -270,7 +303,8 @@ class _Target:
         )
         layout = self._app_layout(dep_ids)
         return api_pb2.ContainerArguments(task_id=TASK_ID, function_id=layout.function_ids[info.function_name],
-                                          app_id=APP_ID, function_def=function_def, app_layout=layout)
+                                          app_id=APP_ID, function_def=function_def, app_layout=layout,
+                                          serialized_params=parameters)
 
     def _app_layout(self, dep_ids: Sequence[str]) -> Any:
         """Ids and handle metadata for every function and class of the app, as the
@@ -322,6 +356,12 @@ class _Target:
         return api_pb2.FunctionInput(args=payload, data_format=data_format, method_name=self.method_name)
 
 
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError("expected true or false, not %r" % text)
+    return text.lower() in ("true", "1")
+
+
 def _import_target(ref: str, module_mode: bool) -> tuple[Any, str]:
     from modal.cli.import_refs import ImportRef, import_file_or_module
     from modal.exception import InvalidError, _CliUserExecutionError
@@ -346,7 +386,7 @@ def _import_target(ref: str, module_mode: bool) -> tuple[Any, str]:
 
 
 def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
-            args_from: str | None = None, pythonpath: Sequence[str] = DEFAULT_PYTHONPATH, hide_source: bool = True,
+            args_from: str | None = None, params: Sequence[str] = (), pythonpath: Sequence[str] = DEFAULT_PYTHONPATH, hide_source: bool = True,
             root: str | None = None, keep: bool = False, timeout: float = 600, stdout: IO[str] | None = None,
             stderr: IO[str] | None = None, notes: IO[str] | None = None) -> Emulation:
     """Call `FUNC` of `SCRIPT::FUNC` (`MODULE::FUNC` with module_mode, `...::Cls.method`
@@ -354,7 +394,8 @@ def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), kw
 
     `args` (or the tuple returned by calling the script's function `args_from` here) and
     `kwargs` are pickled here as Modal's client pickles them and unpickled in the
-    container by Modal's runner.  The container's output goes to `stdout`/`stderr`
+    container by Modal's runner; `params` (`NAME=VALUE`) set an @app.cls class's
+    `modal.parameter()` fields, sent as Modal sends them (protobuf).  The container's output goes to `stdout`/`stderr`
     (default: this process's); each note on what is not emulated goes to `notes` as it
     arises.  The container is laid out under `root` (default: a temporary directory,
     removed afterwards unless `keep`).
@@ -373,17 +414,18 @@ def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), kw
             raise EmulateUsageError("%s: --args-from %s: no such function in %s" % (ref, args_from, module.__name__))
         args = tuple(maker())
     function_input = target.function_input(args, kwargs or {})
+    parameters = target.class_parameters(params)
 
     container = _Container(root or tempfile.mkdtemp(prefix="hn_modulefix-container-"), pythonpath, notes)
     try:
-        return _run(container, target, function_input, module_mode, hide_source, timeout, stdout, stderr)
+        return _run(container, target, function_input, parameters, module_mode, hide_source, timeout, stdout, stderr)
     finally:
         if root is None and not keep:
             shutil.rmtree(container.root, ignore_errors=True)
 
 
-def _run(container: _Container, target: _Target, function_input: Any, module_mode: bool, hide_source: bool,
-         timeout: float, stdout: IO[str] | None, stderr: IO[str] | None) -> Emulation:
+def _run(container: _Container, target: _Target, function_input: Any, parameters: bytes, module_mode: bool,
+         hide_source: bool, timeout: float, stdout: IO[str] | None, stderr: IO[str] | None) -> Emulation:
     import asyncio
 
     from modal._utils.function_utils import _process_result
@@ -413,7 +455,7 @@ def _run(container: _Container, target: _Target, function_input: Any, module_mod
             container.note("not emulated: %r (given a stand-in id, no contents)" % dep)
     arguments_path = os.path.join(container.root, "container_arguments.bin")
     with open(arguments_path, "wb") as f:
-        f.write(target.container_arguments(dep_ids).SerializeToString())
+        f.write(target.container_arguments(dep_ids, parameters).SerializeToString())
 
     env = container.process_env()
     env.update({k: container.rebase(v) for k, v in container.env.items()})
@@ -472,6 +514,8 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", dest="module_mode", action="store_true", help="import a module, as `modal run -m`")
     parser.add_argument("--args-from", metavar="NAME",
                         help="call the script's function NAME locally; its tuple is FUNC's arguments")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a modal.parameter() of the @app.cls class (repeatable)")
     parser.add_argument("--pythonpath", default=":".join(DEFAULT_PYTHONPATH), metavar="DIRS",
                         help="the container's PYTHONPATH (default: %(default)s)")
     parser.add_argument("--root", metavar="DIR", help="lay the container out here (default: a new temporary directory)")
@@ -495,7 +539,7 @@ def cli_run(args: argparse.Namespace) -> int:
     from modal.exception import _CliUserExecutionError
 
     try:
-        result = emulate(args.ref, module_mode=args.module_mode, args_from=args.args_from,
+        result = emulate(args.ref, module_mode=args.module_mode, args_from=args.args_from, params=args.param,
                          pythonpath=[p for p in args.pythonpath.split(":") if p], root=args.root, keep=args.keep,
                          notes=sys.stdout)
     except EmulateUsageError as exc:
