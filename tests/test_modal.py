@@ -450,3 +450,22 @@ def test_stand_in_server_that_cannot_start_says_why_at_once(tmp_path: Path) -> N
     starter.join(timeout=30)
     assert not starter.is_alive(), "start() still waiting for a server that failed"
     assert len(raised) == 1 and isinstance(raised[0], FileNotFoundError), raised
+
+
+def test_emulated_container_that_runs_too_long_is_stopped_with_its_workers(tmp_path: Path) -> None:
+    project = write_project(tmp_path, layer=True)
+    script = project / "scripts" / "pipeline.py"
+    # The runner waits inside a Daft worker; both must be gone when emulate returns.
+    script.write_text(script.read_text().replace(
+        "    return {\"text\": text * int(self.factor),",
+        "    if text == 'slow':\n            import time; time.sleep(300)\n        return {\"text\": text * int(self.factor),") +
+        "\n\ndef slow_args():\n    return ([Query('slow')],)\n")
+    root = tmp_path / "container"
+    result = emulate(project, "scripts/pipeline.py::score", "--args-from", "slow_args", "--timeout", "20",
+                     "--root", str(root))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == ("TimeoutError: the container ran longer than 20s: stopped it and every "
+                                              "process it started")
+    # The runner and the worker both run the image interpreter, under the container root.
+    left = run(["pgrep", "-a", "-f", str(root / "image" / "bin" / "python")])
+    assert left.stdout == "", left.stdout

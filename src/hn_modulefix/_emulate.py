@@ -476,29 +476,36 @@ def _run(container: _Container, target: _Target, function_input: Any, parameters
         container.note("source tree not hidden: the container root %s lies inside it" % container.root)
         source_dirs = []
 
-    server = StandInServer(os.path.join(container.root, "modal.sock"), function_input)
-    with server:
-        env["MODAL_SERVER_URL"] = server.url
-        process = subprocess.Popen(_hidden(command, source_dirs), cwd=cwd, env=env, stdout=stdout, stderr=stderr,
-                                   start_new_session=True)
-        try:
-            returncode = process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            return Emulation(container.root, -1, None, TimeoutError("the container ran longer than %ss" % timeout),
-                             server.calls, server.unanswered, container.notes)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    # A directory of its own: a unix socket path must stay short (108 bytes on Linux).
+    socket_dir = tempfile.mkdtemp(prefix="hn_modulefix-")
+    try:
+        server = StandInServer(os.path.join(socket_dir, "modal.sock"), function_input)
+        with server:
+            env["MODAL_SERVER_URL"] = server.url
+            process = subprocess.Popen(_hidden(command, source_dirs), cwd=cwd, env=env, stdout=stdout, stderr=stderr,
+                                       start_new_session=True)
+            timed_out = False
+            try:
+                returncode = process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                if process.poll() is None:  # timed out, or this process was interrupted
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
+    if timed_out:
+        stopped = TimeoutError("the container ran longer than %gs: stopped it and every process it started" % timeout)
+        return Emulation(container.root, process.returncode, None, stopped, server.calls, server.unanswered,
+                         container.notes)
 
     # The input's result: its output, or the task's failure (an import that failed), which
     # Modal's server hands to the caller in place of an output.
     results = [(item.result, item.data_format) for item in server.outputs]
     results += [(result, api_pb2.DATA_FORMAT_UNSPECIFIED) for result in server.task_results]
     if not results:
-        error: BaseException = RuntimeError("the container exited with status %d and sent no result" % returncode)
+        error = RuntimeError("the container exited with status %d and sent no result" % returncode)
         return Emulation(container.root, returncode, None, error, server.calls, server.unanswered, container.notes)
     result, data_format = results[0]
     try:
@@ -518,6 +525,8 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a modal.parameter() of the @app.cls class (repeatable)")
     parser.add_argument("--pythonpath", default=":".join(DEFAULT_PYTHONPATH), metavar="DIRS",
                         help="the container's PYTHONPATH (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=600, metavar="SECONDS",
+                        help="stop the container after this long (default: %(default)g)")
     parser.add_argument("--root", metavar="DIR", help="lay the container out here (default: a new temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary container directory")
     parser.add_argument("--calls", action="store_true",
@@ -541,6 +550,7 @@ def cli_run(args: argparse.Namespace) -> int:
     try:
         result = emulate(args.ref, module_mode=args.module_mode, args_from=args.args_from, params=args.param,
                          pythonpath=[p for p in args.pythonpath.split(":") if p], root=args.root, keep=args.keep,
+                         timeout=args.timeout,
                          notes=sys.stdout)
     except EmulateUsageError as exc:
         if os.environ.get("HN_MODULEFIX_DEBUG") == "1":
