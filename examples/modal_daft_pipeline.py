@@ -4,15 +4,16 @@
     hn-modulefix emulate examples/modal_daft_pipeline.py::retrieve --args-from example_queries
 
 `modal run` imports this file as module `modal_daft_pipeline` and mounts only this file.
-Daft pickles the UDF — its state holds `Passage` objects, it returns `Prediction`
-objects — by reference to this module and to its helper `retrieval_utils`, so its worker
-processes must import both.  The `.pipe(...)` line below is what makes them importable
-in every process of the container.
+Daft pickles the UDF — a class of this module whose state holds `Passage` objects of the
+helper `retrieval_utils` — by reference, and its struct return type makes Daft run it in
+a separate worker process (`daft.execution.udf_worker`), which must import both modules.
+The `.pipe(...)` line below is what makes them importable in every process of the
+container.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import os
 from collections import Counter
 
 import daft
@@ -28,12 +29,12 @@ image = (
 )
 app = modal.App("hn-modulefix-retrieval", image=image)
 
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    query: str
-    doc_id: str
-    score: float
+PREDICTION = daft.DataType.struct({
+    "query": daft.DataType.string(),
+    "doc_id": daft.DataType.string(),
+    "score": daft.DataType.float64(),
+    "worker_pid": daft.DataType.int64(),
+})
 
 
 @daft.cls(use_process=True)
@@ -43,11 +44,11 @@ class Retriever:
     def __init__(self, corpus: tuple[Passage, ...]) -> None:
         self.index = [(passage, Counter(tokens(passage.text))) for passage in corpus]
 
-    @daft.method(return_dtype=daft.DataType.python())
-    def __call__(self, query: str) -> Prediction:
+    @daft.method(return_dtype=PREDICTION)
+    def __call__(self, query: str) -> dict:
         query_tokens = Counter(tokens(query))
         passage, score = max(((p, cosine(query_tokens, v)) for p, v in self.index), key=lambda pv: pv[1])
-        return Prediction(query, passage.doc_id, round(score, 4))
+        return {"query": query, "doc_id": passage.doc_id, "score": round(score, 4), "worker_pid": os.getpid()}
 
 
 def example_queries() -> tuple:
@@ -56,6 +57,7 @@ def example_queries() -> tuple:
 
 @app.function()
 def retrieve(queries: list) -> list:
+    print("retrieving in pid %d" % os.getpid())
     df = daft.from_pydict({"query": list(queries)})
     df = df.with_column("prediction", Retriever(CORPUS)(daft.col("query")))
     return df.to_pydict()["prediction"]
