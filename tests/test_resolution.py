@@ -123,6 +123,21 @@ def test_ship_bundles_into_the_cache_exports_the_manifest_and_rebundles_on_chang
     assert drive(hook_python, repo, cwd=repo, XDG_CACHE_HOME=str(cache))[:2] == (0, EXPECTED)
     assert sorted((cache / "hn_modulefix" / "bundles").iterdir()) == bundles
     assert (bundles[0] / "manifest.json").stat().st_ino == inode
+
+    # Where the script is imported through the finder (a worker; here on a machine without
+    # the project) or in a Modal container, ship() bundles nothing and exports nothing new.
+    manifest = str(bundles[0] / "manifest.json")
+    show = "import os, sys\nsys.path.append(%r)\nimport pipeline\nprint(os.environ.get('HN_MODULEFIX_MANIFEST'))\n"
+    shutil.copy(repo / "jobs" / "labels.json", bundles[0] / "modules" / "jobs")  # data is not shipped
+    repo.rename(tmp_path / "away")
+    worker = run([str(hook_python), "-c", show % "/nowhere"], cwd=tmp_path,
+                 env=clean_env(HN_MODULEFIX_MANIFEST=manifest, XDG_CACHE_HOME=str(cache)))
+    (tmp_path / "away").rename(repo)
+    assert (worker.returncode, worker.stdout) == (0, manifest + "\n"), worker.stderr[-2000:]
+    container = run([str(hook_python), "-c", show % str(repo / "jobs")], cwd=repo,
+                    env=clean_env(MODAL_IS_REMOTE="1", XDG_CACHE_HOME=str(cache)))
+    assert (container.returncode, container.stdout) == (0, "None\n"), container.stderr[-2000:]
+    assert sorted((cache / "hn_modulefix" / "bundles").iterdir()) == bundles
     init = repo / "jobs" / "textkit" / "__init__.py"
     init.write_text(init.read_text().replace("jobs/textkit 1", "jobs/textkit 2"))
     changed = [dict(row, textkit="jobs/textkit 2") for row in EXPECTED]
