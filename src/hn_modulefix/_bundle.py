@@ -449,7 +449,7 @@ def cli_run(args: argparse.Namespace) -> int:
 
     manifest_path = bundle(*args.scripts, out=args.out, root=args.root, include=args.include)
     rows = [(", ".join(source.names), source.relpath) for source in load(str(manifest_path)).sources]
-    width = max(len(names) for names, _ in rows)
+    width = max([len(names) for names, _ in rows] + [0])
     for names, relpath in rows:
         print("%-*s  %s" % (width, names, relpath))
     print(manifest_path)

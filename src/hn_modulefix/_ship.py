@@ -18,10 +18,10 @@ from typing import Iterable
 from _hn_modulefix_boot import ENV_MANIFEST
 from hn_modulefix._bundle import PathLike, plan, write
 from hn_modulefix._finder import ShippedLoader
-from hn_modulefix._manifest import MANIFEST_NAME, ManifestError, dump, load
+from hn_modulefix._manifest import MANIFEST_NAME, ManifestError, dump, load, sha256_bytes
 
 
-def cache_dir() -> Path:
+def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base, "hn_modulefix", "bundles")
 
@@ -50,10 +50,8 @@ def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
         scripts = (script,)
     planned = plan(*scripts, root=root, include=include)
     # Named by what a worker would get: names, files, contents and the driver's paths.
-    from hn_modulefix._manifest import sha256_bytes
-
     digest = sha256_bytes(dump([item.source("") for item in planned]).encode())[:24]
-    out = cache_dir() / digest
+    out = _cache_dir() / digest
     manifest = out / MANIFEST_NAME
     try:
         load(str(manifest))
