@@ -122,3 +122,16 @@ def test_interpreter_starts_with_the_boot_module_missing(interpreter: Python, wh
     assert (result.returncode, result.stdout) == (0, "started\n"), result.stderr
     named = "hn_modulefix.start" if interpreter.version_info >= (3, 15) else "hn_modulefix.pth"
     assert named in result.stderr and "No module named '_hn_modulefix_boot'" in result.stderr, result.stderr
+
+
+def test_doctor_names_the_hook_file_this_python_runs(interpreter: Python, tmp_path: Path) -> None:
+    _, manifest = bundle_scenario(interpreter, tmp_path)
+    done = interpreter.run(["python", "-m", "hn_modulefix", "doctor"], cwd=tmp_path,
+                           env={"HN_MODULEFIX_MANIFEST": interpreter.path(manifest)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    # From 3.15 (PEP 829) the .start file's entry point runs, not the .pth's import line.
+    name = "hn_modulefix.start" if interpreter.version_info >= (3, 15) else "hn_modulefix.pth"
+    label = ".start hook" if interpreter.version_info >= (3, 15) else ".pth hook"
+    assert done.stdout.splitlines()[2] == "%-14s %s" % (label, interpreter.path(interpreter.site() / name))
+    assert done.stdout.splitlines()[4].startswith("finder         installed at start-up by ")
+    assert done.stdout.splitlines()[-1] == "no problems found"

@@ -18,6 +18,7 @@ from importlib.machinery import PathFinder
 from _hn_modulefix_boot import ENV_MANIFEST as _ENV_MANIFEST
 from _hn_modulefix_boot import ON_PYTHONPATH as _ON_PYTHONPATH
 from hn_modulefix._hook import PTH_NAME as _PTH_NAME
+from hn_modulefix._hook import START_NAME as _START_NAME
 from hn_modulefix._manifest import ManifestError, Source, SourceChanged, load, locate, read_matching, read_verified
 
 _BOOT = "_hn_modulefix_boot"
@@ -175,8 +176,12 @@ def doctor() -> tuple[list[str], list[str]]:
     doc.row("interpreter", "%s (Python %s)" % (sys.executable, sys.version.split()[0]))
     doc.row("start flags", _describe_flags())
 
-    pths = [os.path.join(d, _PTH_NAME) for d in _site_dirs() if os.path.isfile(os.path.join(d, _PTH_NAME))]
-    doc.row(".pth hook", pths[0] if pths else "no %s in any site-packages directory" % _PTH_NAME)
+    # PEP 829: from Python 3.15 `site` calls the .start file's entry point instead of the
+    # .pth file's import line, so that is the file the hook depends on.
+    hook_name = _START_NAME if sys.version_info >= (3, 15) else _PTH_NAME
+    pths = [os.path.join(d, hook_name) for d in _site_dirs() if os.path.isfile(os.path.join(d, hook_name))]
+    doc.row(hook_name[hook_name.rindex("."):] + " hook",
+            pths[0] if pths else "no %s in any site-packages directory" % hook_name)
     for pth in pths[1:]:
         doc.more(pth)
     boot = PathFinder.find_spec(_BOOT)
@@ -198,7 +203,7 @@ def doctor() -> tuple[list[str], list[str]]:
                 why = "python -S disables the start-up hook"
             elif not pths:
                 why = ("no %s in site-packages: pip install hn_modulefix, or run "
-                       "`python -m hn_modulefix install-hook`" % _PTH_NAME)
+                       "`python -m hn_modulefix install-hook`" % hook_name)
             else:
                 why = said or "see `python -c pass` in this environment for errors"
             doc.problems.append("%s is set but a fresh interpreter has no finder: %s" % (_ENV_MANIFEST, why))
