@@ -328,14 +328,16 @@ def test_daft_worker_names_module_alias_file_bundle_and_reason(
     # The driver runs the edited helpers; its worker must not run the bundled, older ones.
     original = example_project / "scripts" / "helpers.py"
     original.write_text(original.read_text() + "# edited after bundling\n")
-    code = ("import importlib, sys\nsys.path.insert(0, %r)\nimportlib.import_module('pipeline').run()\n"
-            % str(example_project / "scripts"))
-    red = run([str(hook_python), "-c", code], cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=manifest))
+    # Only the worker gets the manifest: the driver exports it after its own import.
+    code = ("import importlib, os, sys\nsys.path.insert(0, %r)\npipeline = importlib.import_module('pipeline')\n"
+            "os.environ['HN_MODULEFIX_MANIFEST'] = %r\npipeline.run()\n" % (str(example_project / "scripts"), manifest))
+    red = run([str(hook_python), "-c", code], cwd=tmp_path)
     assert red.returncode != 0
     stderr = red.stderr.replace("\\'", "'")  # Daft quotes the worker's error inside a Rust panic message
+    worker_output = stderr.split("UDF process closed the connection unexpectedly", 1)[-1]
     expected = ("ImportError: hn_modulefix cannot rebuild module 'helpers' (also listed as 'scripts.helpers') "
                 "from %s (bundle %s): it changed since it was bundled (sha256 " % (original, manifest))
-    assert expected in stderr, stderr[-3000:]
+    assert expected in worker_output and "daft/execution/udf_worker.py" in worker_output, stderr[-3000:]
     assert "re-bundle (`hn-modulefix bundle`, or hn_modulefix.ship())" in stderr.split(expected, 1)[1]
 
 

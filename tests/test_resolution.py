@@ -94,10 +94,17 @@ def test_a_source_edited_after_bundling_never_runs_silently(hook_python: Path, r
     manifest = bundle_jobs(hook_python, repo, tmp_path / "bundle")
     init = repo / "jobs" / "textkit" / "__init__.py"
     init.write_text(init.read_text().replace("jobs/textkit 1", "jobs/textkit 2"))
+    stale = ("ImportError: hn_modulefix cannot rebuild module 'textkit' (also listed as 'jobs.textkit') from %s "
+             "(bundle %s): it changed since it was bundled" % (init, manifest))
+    # Only the workers have the manifest (the driver exports it after its own imports): the
+    # worker refuses the old copy, and says so, in the UDF worker process.
+    code, rows, stderr = drive(hook_python, repo, cwd=elsewhere, WORKERS_MANIFEST=manifest)
+    assert code != 0 and rows is None and stale in stderr, stderr[-3000:]
+    worker_output = stderr.split("UDF process closed the connection unexpectedly", 1)[-1]  # what Daft quotes
+    assert stale in worker_output and "daft/execution/udf_worker.py" in worker_output, stderr[-3000:]
+    # With the manifest in the driver's environment too, the driver's own import fails first.
     code, rows, stderr = drive(hook_python, repo, cwd=elsewhere, HN_MODULEFIX_MANIFEST=manifest)
-    assert code != 0 and rows is None
-    assert ("ImportError: hn_modulefix cannot rebuild module 'textkit' (also listed as 'jobs.textkit') from %s "
-            "(bundle %s): it changed since it was bundled" % (init, manifest)) in stderr, stderr[-3000:]
+    assert code != 0 and rows is None and stale in stderr and "udf_worker" not in stderr, stderr[-3000:]
 
     doctor = run([str(hook_python), "-m", "hn_modulefix", "doctor"], cwd=elsewhere,
                  env=clean_env(HN_MODULEFIX_MANIFEST=manifest))

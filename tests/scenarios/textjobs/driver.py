@@ -1,5 +1,8 @@
 """Imports jobs/pipeline.py the way `modal run jobs/pipeline.py` does (its directory at
-sys.path[0], module `pipeline`) and prints the driver's pid with the UDF's rows."""
+sys.path[0], module `pipeline`) and prints the driver's pid with the UDF's rows.
+
+With WORKERS_MANIFEST set, the driver exports it as HN_MODULEFIX_MANIFEST after its own
+import, as `hn_modulefix.ship()` does: only the processes it starts (Daft's UDF workers) get it."""
 
 import importlib
 import json
@@ -8,4 +11,6 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "jobs"))
 pipeline = importlib.import_module("pipeline")
+if "WORKERS_MANIFEST" in os.environ:
+    os.environ["HN_MODULEFIX_MANIFEST"] = os.environ.pop("WORKERS_MANIFEST")
 print(json.dumps({"driver": os.getpid(), "rows": pipeline.run()}, sort_keys=True))
