@@ -424,6 +424,15 @@ def write(planned: Sequence[_Planned], out: PathLike) -> Path:
     return Path(out_path, MANIFEST_NAME)
 
 
+def calling_script(caller: dict[str, object], api: str) -> str:
+    """The file of the module whose globals are `caller`: what `api` ships by default."""
+    script = caller.get("__file__")
+    if not isinstance(script, str) or not script:
+        raise ValueError("%s: the calling module %r has no file; pass the script to ship"
+                         % (api, caller.get("__name__")))
+    return script
+
+
 def bundle(*scripts: PathLike, out: PathLike, root: PathLike | None = None,
            include: Iterable[str] = ()) -> Path:
     """Copy `scripts` and their local import closure into `out`; return the manifest path.

@@ -65,11 +65,10 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
         return _unchanged
     if not remote_dir.startswith("/"):
         raise ValueError("image_layer(remote_dir=%r): must be an absolute path in the container" % remote_dir)
+    from hn_modulefix._bundle import bundle, calling_script
+
     if script is None:
-        script = caller.get("__file__")
-        if not script:
-            raise ValueError("image_layer(): the calling module %r has no file; pass script=" % caller.get("__name__"))
-    from hn_modulefix._bundle import bundle
+        script = calling_script(caller, "image_layer(script=)")
 
     staging = tempfile.mkdtemp(prefix="hn_modulefix-image-")
     # Modal reads local files when the app runs, after this returns: keep them until exit.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from _hn_modulefix_boot import ENV_MANIFEST
-from hn_modulefix._bundle import PathLike, plan, write
+from hn_modulefix._bundle import PathLike, calling_script, plan, write
 from hn_modulefix._finder import ShippedLoader
 from hn_modulefix._manifest import MANIFEST_NAME, ManifestError, dump, load, sha256_bytes
 
@@ -44,10 +44,7 @@ def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
         active = os.environ.get(ENV_MANIFEST)
         return Path(active) if active else None
     if not scripts:
-        script = caller.get("__file__")
-        if not script:
-            raise ValueError("ship(): the calling module %r has no file; pass the script" % caller.get("__name__"))
-        scripts = (script,)
+        scripts = (calling_script(caller, "ship()"),)
     planned = plan(*scripts, root=root, include=include)
     # Named by what a worker would get: names, files, contents and the driver's paths.
     digest = sha256_bytes(dump([item.source("") for item in planned]).encode())[:24]
