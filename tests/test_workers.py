@@ -67,6 +67,27 @@ def test_spawned_workers_fail_without_and_work_with_bundle(hook_python: Path, tm
         green.stderr[-2000:]
 
 
+@pytest.mark.parametrize("method, shadow", [("spawn", "module"), ("forkserver", "module"), ("spawn", "namespace")])
+def test_workers_of_a_shipping_driver_get_its_module_past_a_same_named_one_beside_it(
+        hook_python: Path, tmp_path: Path, method: str, shadow: str) -> None:
+    # The children run the driver's script again, with its directory first on sys.path: a
+    # same-named module or directory there is not the driver's (which it loaded by location).
+    scenario = tmp_path / "scenario"
+    shutil.copytree(REPO / "tests" / "scenarios", scenario, ignore=shutil.ignore_patterns("__pycache__"))
+    if shadow == "module":
+        (scenario / "jobs.py").write_text("raise RuntimeError('not the driver module: another jobs.py')\n")
+    else:
+        (scenario / "jobs").mkdir()
+    driver = [str(hook_python), str(scenario / "pool_driver.py"), "executor", method]
+    red = run(driver, cwd=tmp_path, timeout=120)
+    expected = ("RuntimeError: not the driver module" if shadow == "module"
+                else "AttributeError: Can't get attribute 'work' on <module 'jobs' (<_frozen_importlib_external.Namesp")
+    assert red.returncode != 0 and expected in red.stderr, red.stderr[-2000:]
+    green = run(driver + ["ship"], cwd=tmp_path, env=clean_env(XDG_CACHE_HOME=str(tmp_path / "cache")), timeout=120)
+    assert (green.returncode, green.stdout) == (0, "[('square', 3, 9), ('cube', 2, 8), ('square', 5, 25)]\n"), \
+        green.stderr[-2000:]
+
+
 def test_example_daft_local_shows_red_then_green(tmp_path: Path) -> None:
     result = run([sys.executable, str(REPO / "examples" / "daft_local.py")], cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]

@@ -1,7 +1,8 @@
 """Load scenarios/user/jobs.py the way a platform's CLI loads a user script (by file location,
 no sys.path change, from inside the CLI's own main), then hand its objects to spawned
 workers: argv[1] is 'pool' (multiprocessing) or 'executor' (concurrent.futures), argv[2] the
-start method (default 'spawn'; 'forkserver' is the default on Linux from Python 3.14)."""
+start method (default 'spawn'; 'forkserver' is the default on Linux from Python 3.14); argv[3],
+if 'ship', makes the driver call hn_modulefix.ship() on the user script before it starts them."""
 
 import concurrent.futures
 import importlib.util
@@ -21,6 +22,10 @@ def load_user_script():
 
 def main():
     jobs = load_user_script()
+    if sys.argv[3:] == ["ship"]:
+        import hn_modulefix
+
+        hn_modulefix.ship(jobs.__file__)
     context = multiprocessing.get_context(sys.argv[2] if len(sys.argv) > 2 else "spawn")
     if sys.argv[1] == "pool":
         with context.Pool(2) as pool:
