@@ -20,6 +20,7 @@ import pickle
 import re
 import shutil
 import sys
+import types
 import uuid
 from pathlib import Path
 
@@ -433,6 +434,51 @@ def test_doctor_with_a_manifest_lists_every_file(hook_python: Path, job_manifest
     lines = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest)).stdout.splitlines()
     assert lines[7] == "  UNREADABLE   modules/scripts/job.py  job, scripts.job"
     assert lines[-1] == "  %s (job, scripts.job): cannot read it: Is a directory" % shipped
+
+
+@pytest.mark.usefixtures("import_state")
+def test_doctor_shows_a_snapshot_and_where_each_file_would_load_here(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from hn_modulefix._bundle import plan, write as write_bundle
+    from hn_modulefix._doctor import doctor as doctor_lines
+
+    scripts, mount, other = tmp_path / "proj" / "scripts", tmp_path / "root", tmp_path / "other"
+    for directory in (scripts, mount, other):
+        directory.mkdir(parents=True)
+    (scripts / "job.py").write_text("import helper, mounted, utils, kit.parts\n")
+    for name in ("helper", "mounted", "utils", "kit/__init__", "kit/parts"):
+        (scripts / (name + ".py")).parent.mkdir(exist_ok=True)
+        (scripts / (name + ".py")).write_text("WHO = 'driver'\n# %s\n" % name)
+    manifest = write_bundle(plan(scripts / "job.py", root=tmp_path / "proj"), tmp_path / "snap", snapshot=True)
+    (scripts / "helper.py").write_text("WHO = 'edited since'\n")
+    (scripts / "kit" / "__init__.py").write_text("WHO = 'edited since'\n")
+    shutil.copy(scripts / "mounted.py", mount)  # the listed bytes, found on sys.path: a mount
+    (other / "utils.py").write_text("WHO = 'the tool'\n")
+    # This process as `python other/tool.py` would be: a program of its own.
+    monkeypatch.setitem(sys.modules, "__main__", types.SimpleNamespace(__file__=str(other / "tool.py")))
+    sys.path[:0] = [str(other), str(mount)]
+    monkeypatch.setenv("HN_MODULEFIX_MANIFEST", str(manifest))
+    lines, problems = doctor_lines()
+    start = lines.index("kind           snapshot (made by the running driver): a file with other bytes at an original "
+                        "path is passed over for the shipped copy")
+    assert lines[start + 1:start + 13] == [
+        "  ok           modules/scripts/helper.py        helper, scripts.helper",
+        "               here, helper: the shipped copy (%s has other bytes than the driver ran)" % (scripts / "helper.py"),
+        "  ok           modules/scripts/job.py           job, scripts.job",
+        "               here, job: the original %s" % (scripts / "job.py"),
+        "  ok           modules/scripts/kit/__init__.py  kit, scripts.kit",
+        "               here, kit: the shipped copy (%s has other bytes than the driver ran)"
+        % (scripts / "kit" / "__init__.py"),
+        # Its package is the shipped copy: the path finder finds it beside that.
+        "  ok           modules/scripts/kit/parts.py     kit.parts, scripts.kit.parts",
+        "               here, kit.parts: %s, where the path finder finds it, with the listed bytes"
+        % (manifest.parent / "modules" / "scripts" / "kit" / "parts.py"),
+        "  ok           modules/scripts/mounted.py       mounted, scripts.mounted",
+        "               here, mounted: %s, where the path finder finds it, with the listed bytes" % (mount / "mounted.py"),
+        "  ok           modules/scripts/utils.py         utils, scripts.utils",
+        "               here, utils: not answered, this program keeps its own %s: its main script lies in a directory "
+        "the bundle did not come from" % (other / "utils.py")]
+    assert problems == [] and "utils" not in sys.modules  # nothing was imported to tell
 
 
 def test_doctor_reports_an_unparsable_manifest(hook_python: Path, tmp_path: Path) -> None:

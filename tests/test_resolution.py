@@ -184,16 +184,19 @@ sys.exit(subprocess.run([sys.executable, sys.argv[1]]).returncode)
 
 def test_another_program_the_driver_starts_keeps_its_own_modules(hook_python: Path, tmp_path: Path) -> None:
     project, other = tmp_path / "proj", tmp_path / "other"
-    project.mkdir()
-    other.mkdir()
-    (project / "driver.py").write_text(TOOL_DRIVER)
-    (project / "utils.py").write_text("WHO = 'the driver utils'\n")
-    (other / "tool.py").write_text("import utils\nprint('tool:', utils.WHO)\n")
+    (project / "jobs").mkdir(parents=True)
+    (other / "jobs").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    (project / "jobs" / "driver.py").write_text(TOOL_DRIVER)  # listed as driver, jobs.driver
+    (project / "jobs" / "utils.py").write_text("WHO = 'the driver utils'\n")
+    (other / "tool.py").write_text("import utils, jobs\nprint('tool:', utils.WHO, jobs.WHO)\n")
     (other / "utils.py").write_text("WHO = 'the tool utils'\n")
+    (other / "jobs" / "__init__.py").write_text("WHO = 'the tool jobs'\n")
     # `python other/tool.py` puts other/ first on its sys.path; the driver's bundle did not come from there.
-    done = run([str(hook_python), str(project / "driver.py"), str(other / "tool.py")], cwd=project,
+    done = run([str(hook_python), str(project / "jobs" / "driver.py"), str(other / "tool.py")], cwd=project,
                env=clean_env(XDG_CACHE_HOME=str(tmp_path / "cache")))
-    assert (done.returncode, done.stdout, done.stderr) == (0, "driver: the driver utils\ntool: the tool utils\n", "")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0, "driver: the driver utils\ntool: the tool utils the tool jobs\n", ""), done.stderr[-2000:]
 
 
 def test_the_debian_sitecustomize_miss_loads_nothing(hook_python: Path, repo: Path, tmp_path: Path) -> None:

@@ -105,13 +105,13 @@ def _source_problem(source: Source, here: Resolution) -> tuple[str, str, str | N
 def _where(name: str, here: Resolution) -> str:
     """Where the finder would load `name` from in this process, in words."""
     if here.kind == "path":
-        where = "%s, found on sys.path with the listed bytes" % here.location
+        where = "%s, where the path finder finds it, with the listed bytes" % here.location
     elif here.kind == "original":
         where = "the original %s" % here.location
     elif here.kind == "shipped":
         where = "the shipped copy" + (" (%s)" % here.reason if here.reason else "")
     elif here.kind == "foreign":
-        where = "not answered: this program keeps its own %s (%s)" % (here.location, here.reason)
+        where = "not answered, this program keeps its own %s: %s" % (here.location, here.reason)
     else:
         where = "REFUSED: %s: %s" % (here.location, here.reason)
     return "here, %s: %s" % (name, where)

@@ -263,8 +263,7 @@ class Resolver:
         """Where the listed name `fullname` loads from (`path`: its parent's __path__)."""
         own = self.foreign(fullname)
         if own is not None:
-            return Resolution("foreign", own, reason="this program's own module: its main script's directory, "
-                              "which the bundle did not come from, holds it")
+            return Resolution("foreign", own, reason="its main script lies in a directory the bundle did not come from")
         source = self.manifest.by_name[fullname]
         spec = _elsewhere(fullname, path, target)
         origin = getattr(spec, "origin", None)
