@@ -11,6 +11,7 @@ bring it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -116,6 +117,8 @@ def test_runtime_env_merges_into_base_and_keeps_it() -> None:
     assert names[0].startswith("hn_modulefix_bundle_")
     assert names[1:] == ["hn_modulefix", "_hn_modulefix_boot.py", "sitecustomize.py"]
     assert env["env_vars"]["HN_MODULEFIX_MANIFEST"] == "pythonpath:%s/manifest.json" % names[0]
+    # A snapshot: a node holding other files at the driver's paths runs the bytes shipped.
+    assert json.loads((Path(env["py_modules"][1]) / "manifest.json").read_text())["snapshot"] is True
     with pytest.raises(ValueError, match="env_vars already sets HN_MODULEFIX_MANIFEST"):
         ray_runtime_env(str(REPO / "examples" / "scripts" / "pipeline.py"),
                         base={"env_vars": {"HN_MODULEFIX_MANIFEST": "/x"}})
