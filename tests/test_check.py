@@ -463,7 +463,8 @@ def test_doctor_shows_a_snapshot_and_where_each_file_would_load_here(tmp_path: P
                         "path is passed over for the shipped copy")
     assert lines[start + 1:start + 13] == [
         "  ok           modules/scripts/helper.py        helper, scripts.helper",
-        "               here, helper: the shipped copy (%s has other bytes than the driver ran)" % (scripts / "helper.py"),
+        "               here, helper: the shipped copy (%s has other bytes than the driver ran)"
+        % (scripts / "helper.py"),
         "  ok           modules/scripts/job.py           job, scripts.job",
         "               here, job: the original %s" % (scripts / "job.py"),
         "  ok           modules/scripts/kit/__init__.py  kit, scripts.kit",
@@ -474,7 +475,8 @@ def test_doctor_shows_a_snapshot_and_where_each_file_would_load_here(tmp_path: P
         "               here, kit.parts: %s, where the path finder finds it, with the listed bytes"
         % (manifest.parent / "modules" / "scripts" / "kit" / "parts.py"),
         "  ok           modules/scripts/mounted.py       mounted, scripts.mounted",
-        "               here, mounted: %s, where the path finder finds it, with the listed bytes" % (mount / "mounted.py"),
+        "               here, mounted: %s, where the path finder finds it, with the listed bytes"
+        % (mount / "mounted.py"),
         "  ok           modules/scripts/utils.py         utils, scripts.utils",
         "               here, utils: not answered, this program keeps its own %s: its main script lies in a directory "
         "the bundle did not come from" % (other / "utils.py")]

@@ -1,11 +1,12 @@
 """`hn-modulefix doctor`: whether the start-up hook works in this interpreter.
 
 It reports what decides whether a process started here gets the finder: the start-up
-flags, the .pth hook in site-packages and the boot module it imports, the manifest and
-the hash of every file it lists and where the finder would load it from in this process
-(asked of the finder's own rule, executing nothing), and every `sitecustomize` on sys.path.  Whether the hook
-installed the finder at start is asked of a fresh interpreter with the same executable,
-flags and environment: in this process the CLI's own imports may have installed it.
+flags, the .pth hook in site-packages and the boot module it imports, the manifest, its
+kind, the hash of every file it lists and where the finder would load it from in this
+process (asked of the finder's own rule, executing nothing), and every `sitecustomize` on
+sys.path.  Whether the hook installed the finder at start is asked of a fresh interpreter
+with the same executable, flags and environment: in this process the CLI's own imports
+may have installed it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from importlib.machinery import PathFinder
 
 from _hn_modulefix_boot import ENV_MANIFEST as _ENV_MANIFEST
 from _hn_modulefix_boot import ON_PYTHONPATH as _ON_PYTHONPATH
-from hn_modulefix._hook import PTH_NAME as _PTH_NAME
 from hn_modulefix._finder import Resolution, Resolver
+from hn_modulefix._hook import PTH_NAME as _PTH_NAME
 from hn_modulefix._hook import START_NAME as _START_NAME
 from hn_modulefix._manifest import ManifestError, Source, SourceChanged, load, locate, read_verified
 
