@@ -159,16 +159,16 @@ def test_ship_bundles_into_the_cache_exports_the_manifest_and_rebundles_on_chang
 
 def test_an_edit_saved_while_a_shipped_job_runs_never_reaches_its_workers(hook_python: Path, repo: Path,
                                                                           tmp_path: Path) -> None:
-    # The workers run in the repo root, beside the data folder textkit/, with another textkit
-    # package on PYTHONPATH; the edit is saved after the driver imported textkit, before Daft
-    # starts its workers. They run the bytes the driver ran, not the edit, and nothing shadows.
-    site2 = tmp_path / "site2" / "textkit"
-    site2.mkdir(parents=True)
-    (site2 / "__init__.py").write_text("VERSION = 'site2'\n")
+    # The edit is saved after the driver imported textkit, before Daft starts its workers.
+    # The workers run the bytes the driver ran, not the edit; and a same-named module first
+    # on their sys.path (`python -m` puts their working directory there) does not shadow it.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "textkit.py").write_text("VERSION = 'the working directory textkit'\n")
     ship_in_script(repo)
     init = repo / "jobs" / "textkit" / "__init__.py"
-    code, rows, stderr = drive(hook_python, repo, cwd=repo, XDG_CACHE_HOME=str(tmp_path / "cache"),
-                               PYTHONPATH=str(site2.parent), EDIT_AFTER_IMPORT=str(init))
+    code, rows, stderr = drive(hook_python, repo, cwd=elsewhere, XDG_CACHE_HOME=str(tmp_path / "cache"),
+                               EDIT_AFTER_IMPORT=str(init))
     assert (code, rows) == (0, EXPECTED), stderr[-3000:]
     assert init.read_text().endswith("VERSION = 'edited while the job ran'\n")
 
