@@ -164,7 +164,12 @@ def test_an_edit_saved_while_a_shipped_job_runs_never_reaches_its_workers(hook_p
     # on their sys.path (`python -m` puts their working directory there) does not shadow it.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (elsewhere / "textkit.py").write_text("VERSION = 'the working directory textkit'\n")
+    shadow = elsewhere / "textkit.py"
+    shadow.write_text("VERSION = 'the working directory textkit'\n")
+    red = drive(hook_python, repo, cwd=elsewhere, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    # Without hn_modulefix that module is the workers' textkit.
+    assert red[0] != 0 and "ModuleNotFoundError: No module named 'textkit.spans'; 'textkit' is not a package" \
+        in red[2], red[2][-2000:]
     ship_in_script(repo)
     init = repo / "jobs" / "textkit" / "__init__.py"
     code, rows, stderr = drive(hook_python, repo, cwd=elsewhere, XDG_CACHE_HOME=str(tmp_path / "cache"),
