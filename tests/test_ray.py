@@ -11,51 +11,26 @@ bring it.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from _support import REPO, clean_env, make_venv, run
-
-needs_namespace = pytest.mark.skipif(
-    shutil.which("unshare") is None or shutil.which("ip") is None or os.geteuid() != 0,
-    reason="needs root, unshare and ip to give Ray a loopback-only network")
+from _nodes import bare_python, in_namespace, needs_namespace, short_tmp  # noqa: F401 (fixtures)
+from _support import REPO, clean_env, run
 
 DRIVER = REPO / "tests" / "scenarios" / "ray_driver.py"
 EXPECTED = "result: [10, 40, 90, 160]"
 RUNS = [(fix, use_process) for fix in ("0", "1") for use_process in ("0", "1")]
 
 
-@pytest.fixture(scope="module")
-def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_venv(tmp_path_factory.mktemp("ray") / "venv", host_packages=True)
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    # Ray's socket paths must stay under the 107-byte limit: pytest's tmp_path is too deep.
-    path = Path(tempfile.mkdtemp(prefix="hnr", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def in_namespace(script: str, tmp: Path, python: Path) -> str:
-    """Run a shell script in a loopback-only network + PID namespace; returns its stdout."""
-    env = clean_env(HOME=str(tmp / "home"), RAY_TMPDIR=str(tmp / "r"), RAY_AUTH_MODE="disabled",
-                    RAY_USAGE_STATS_ENABLED="0", RAY_DISABLE_DASHBOARD="1", DAFT_PROGRESS_BAR="0",
-                    PY=str(python), DRIVER=str(DRIVER), SRC=str(REPO / "src"), OUT=str(tmp))
-    (tmp / "home").mkdir()
+def in_ray_namespace(script: str, tmp: Path, python: Path) -> str:
+    """`in_namespace` with Ray's temp dir and home (its token file) in `tmp`."""
     (tmp / "r").mkdir()
-    result = run(["unshare", "-n", "-p", "-f", "--mount-proc", "sh", "-c", "ip link set lo up\n" + script],
-                 env=env, cwd=tmp, timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    return result.stdout
+    return in_namespace(script, tmp, PY=str(python), DRIVER=str(DRIVER), SRC=str(REPO / "src"),
+                        RAY_TMPDIR=str(tmp / "r"), RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+                        RAY_DISABLE_DASHBOARD="1", DAFT_PROGRESS_BAR="0")
 
 
 DRIVE_ALL = """
@@ -80,7 +55,7 @@ def check_runs(stdout: str, tmp: Path) -> None:
 @pytest.mark.ray
 @needs_namespace
 def test_cluster_started_by_the_driver(bare_python: Path, short_tmp: Path) -> None:
-    stdout = in_namespace(DRIVE_ALL.format(mode="local", address=""), short_tmp, bare_python)
+    stdout = in_ray_namespace(DRIVE_ALL.format(mode="local", address=""), short_tmp, bare_python)
     check_runs(stdout, short_tmp)
 
 
@@ -93,13 +68,13 @@ def test_existing_cluster(bare_python: Path, short_tmp: Path) -> None:
               ' --temp-dir="$RAY_TMPDIR/ray" > "$OUT/head.txt" 2>&1 || exit 3\n'
               + DRIVE_ALL.format(mode="address", address="127.0.0.1:6390")
               + ray + " stop --force > /dev/null 2>&1\n")
-    check_runs(in_namespace(script, short_tmp, bare_python), short_tmp)
+    check_runs(in_ray_namespace(script, short_tmp, bare_python), short_tmp)
 
 
 @pytest.mark.ray
 @needs_namespace
 def test_two_nodes_with_the_local_bundle_deleted(bare_python: Path, short_tmp: Path) -> None:
-    stdout = in_namespace(DRIVE_ALL.format(mode="cluster", address=""), short_tmp, bare_python)
+    stdout = in_ray_namespace(DRIVE_ALL.format(mode="cluster", address=""), short_tmp, bare_python)
     check_runs(stdout, short_tmp)
     assert "nodes: 2" in (short_tmp / "run_11.txt").read_text()
 
@@ -149,7 +124,7 @@ def test_example_ray_daft(bare_python: Path, short_tmp: Path) -> None:
     wrapper, example = REPO / "tests" / "scenarios" / "driver_with_src.py", REPO / "examples" / "ray_daft.py"
     script = "".join('"$PY" %s "$SRC" %s %s > "$OUT/%s.txt" 2>&1; echo "exit %s $?"\n' % (wrapper, example, flag, name, name)
                      for name, flag in (("red", "--without"), ("green", "")))
-    stdout = in_namespace(script, short_tmp, bare_python).splitlines()
+    stdout = in_ray_namespace(script, short_tmp, bare_python).splitlines()
     red, green = (short_tmp / "red.txt").read_text(), (short_tmp / "green.txt").read_text()
     # Whichever of the script's two modules the workers unpickle first.
     assert "exit red 1" in stdout and re.search(r"ModuleNotFoundError: No module named '(helpers|pipeline)'", red), \
