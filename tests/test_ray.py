@@ -92,7 +92,8 @@ def node_projects(tmp: Path) -> tuple[Path, Path]:
 @needs_namespace
 @pytest.mark.parametrize("checkout", ["none", "older"])
 def test_worker_node_that_cannot_read_the_drivers_files(checkout: str, bare_python: Path, short_tmp: Path) -> None:
-    """The head has no CPUs: every task runs on the other node, which has its own mount
+    """The head has no CPUs: every task runs on the other node (only Daft's scheduler actor,
+    which Daft pins to the head, runs beside the driver).  That node has its own mount
     namespace where the driver's project, home (the cache), temp dir, Ray directory and
     hn_modulefix's source are empty directories, or (`older`) the project path holds an
     older checkout.  Only the runtime_env can bring the driver's modules there."""
@@ -115,7 +116,7 @@ def test_worker_node_that_cannot_read_the_drivers_files(checkout: str, bare_pyth
                      bind={project: old} if checkout == "older" else {})
               + wait_until('grep -q "Ray runtime started" "$OUT/node.txt"', 60, "the worker node")
               + "for fix in 0 1; do\n"
-              + '  JOB_PROJECT="%s" TMPDIR="%s" JOB_USE_PROCESS=1 "$PY" "$DRIVER" "$SRC" address $fix %s'
+              + '  JOB_PROJECT="%s" TMPDIR="%s" JOB_USE_PROCESS=1 JOB_ORIGIN=1 "$PY" "$DRIVER" "$SRC" address $fix %s'
                 ' > "$OUT/run_$fix.txt" 2>&1\n' % (project, driver_tmp, port)
               + '  echo "exit $fix $?"\ndone\n')
     stdout = in_ray_namespace(script, short_tmp, bare_python).splitlines()

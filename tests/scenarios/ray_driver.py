@@ -7,9 +7,9 @@ does not have it).  MODE: "local" (the driver starts Ray) or "address" (connect 
 ADDRESS).  FIX: "1" to pass hn_modulefix.ray_runtime_env.  JOB_PROJECT, when set, is the
 project directory to run instead of ray_user (it holds scripts/job.py).
 
-After the result, one row says where a task ran and which files its modules came from:
-`origin: {"pid": ..., "node": ..., "job": job.__file__, "shapes": shapes.__file__}`,
-beside `driver: {"pid": ..., "node": ..., "alive": <nodes alive>}`.
+The driver prints `driver: {"pid": ..., "node": ..., "alive": <nodes alive>}`, and with
+JOB_ORIGIN=1, after the result, where a task ran and which files its modules came from:
+`origin: {"pid": ..., "node": ..., "job": job.__file__, "shapes": shapes.__file__}`.
 """
 
 import importlib
@@ -51,7 +51,8 @@ try:
     print("driver: " + json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
                                    "alive": sum(n["Alive"] for n in ray.nodes())}))
     print("result: " + json.dumps(job.run()))
-    where = daft.from_pydict({"side": [1]}).select(origin(daft.col("side")).alias("origin"))
-    print("origin: " + where.to_pydict()["origin"][0])
+    if os.environ.get("JOB_ORIGIN") == "1":
+        where = daft.from_pydict({"side": [1]}).select(origin(daft.col("side")).alias("origin"))
+        print("origin: " + where.to_pydict()["origin"][0])
 finally:
     ray.shutdown()
