@@ -27,7 +27,7 @@ import shlex
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Union
+from typing import Iterable, Iterator, Mapping
 
 import pytest
 
@@ -36,8 +36,6 @@ from _support import clean_env, make_venv, run
 needs_namespace = pytest.mark.skipif(
     shutil.which("unshare") is None or shutil.which("ip") is None or os.geteuid() != 0,
     reason="needs root, unshare and ip for a loopback-only network and private mounts")
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +68,7 @@ def in_namespace(script: str, tmp: Path, *, timeout: float = 900, **env: str) ->
     return result.stdout
 
 
-def node(command: str, log: str, *, hide: Iterable[PathLike] = (), bind: Mapping[PathLike, PathLike] = {}) -> str:
+def node(command: str, log: str, *, hide: Iterable[Path] = (), bind: Mapping[Path, Path] = {}) -> str:
     """A shell line that starts `command` in the background as another node: in its own
     mount namespace, with an empty tmpfs over each directory in `hide` and each target in
     `bind` showing its source directory.  Its stdout and stderr go to the file `log` (a
