@@ -374,6 +374,7 @@ def test_check_without_cloudpickle_pickles_as_the_engine_does_and_says_with_what
     for argv, said in (([str(payload), "--pickler", "daft"],
                         "%s: --pickler applies to SCRIPT::NAME; a payload file is already pickled" % payload),
                        (["jobs.py::NOTHING"], "jobs.py::NOTHING: jobs.py has no NOTHING"),
+                       (["jobs.py::"], "jobs.py::: name the object: SCRIPT::NAME"),
                        (["nowhere.py::JOBS"], "nowhere.py::JOBS: no such script: nowhere.py")):
         wrong = run([python, "-m", "hn_modulefix", "check", *argv], cwd=scenario)
         assert (wrong.returncode, wrong.stderr) == (1, "hn-modulefix check: error: %s\n" % said)

@@ -556,6 +556,8 @@ def _script_object(ref: str) -> object:
     import importlib.util
 
     script, _, name = ref.partition("::")
+    if not name:
+        raise CheckError("name the object: SCRIPT::NAME")
     path = os.path.abspath(script)
     if not os.path.isfile(path):
         raise CheckError("no such script: %s" % script)

@@ -21,8 +21,8 @@ START_NAME = "hn_modulefix.start"
 # PEP 829: from Python 3.15 `site` calls the entry points of .start files, and a .start file
 # beside a .pth of the same name suppresses that .pth's import lines; Pythons before 3.18
 # still run import lines (3.15 says they are deprecated only under -v), 3.18 ignores them.
-# Resolving any entry point makes 3.15's `site` import pkgutil and re (1.61-1.67x start-up
-# measured on 3.15.2), so the wheel ships the .pth alone while import lines run; the .start
+# Resolving any entry point makes 3.15's `site` import pkgutil and re (1.6-1.75x start-up
+# measured on Debian's 3.15.2), so the wheel ships the .pth alone while import lines run; the .start
 # is written only on request (`install-hook --start`).  When 3.18 arrives, the suite's
 # test of the wheel's hook on every Python fails there: ship the .start again.
 ENTRY_POINTS_FROM = (3, 15)
@@ -48,8 +48,8 @@ def stage(target: str, *, pth: bool = True, start: bool = False, sitecustomize: 
     into `target`, laid out as in site-packages, and with `start` write the .start file;
     returns the paths written.
 
-    .start and .pth files only run from a site directory, so elsewhere (a PYTHONPATH entry)
-    they are inert and only carried along for `install_hook` to find.
+    .pth and .start files only run from a site directory, so elsewhere (a PYTHONPATH entry)
+    they are inert: the .pth is carried along for `install_hook` to find.
     """
     package = os.path.dirname(os.path.abspath(__file__))
     # In site-packages, in src/ and in every staged copy the .pth sits beside the package.
