@@ -29,7 +29,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _support import REPO, clean_env, run, venv_site
+from _support import HOST_SITE, REPO, clean_env, make_venv, run, venv_site
 from hn_modulefix import CheckError, bundle, check
 from hn_modulefix._check import _references
 
@@ -150,7 +150,7 @@ SHIP_IT = ("ship it: bundle the script that imports it (`hn-modulefix bundle SCR
 def test_cloudpickle_payload_fails_without_and_passes_with_a_bundle(record_module, tmp_path: Path) -> None:
     point = record_module.Point(1, collections.OrderedDict(a=1))
     red = check(point)
-    assert not red.ok and red.manifest is None
+    assert not red.ok and red.manifest is None and red.pickler == "cloudpickle"
     assert [(m.module, m.status, m.referenced_by) for m in red.modules] == [
         ("collections", "ok", ("collections.OrderedDict",)),
         ("record", "failed", ("record.Point",)),
@@ -159,6 +159,7 @@ def test_cloudpickle_payload_fails_without_and_passes_with_a_bundle(record_modul
     assert failed.error == "ModuleNotFoundError: No module named 'record'"
     assert failed.fix == SHIP_IT and failed.origin == record_module.__file__
     assert red.report().splitlines() == [
+        "pickled with cloudpickle: cloudpickle.dumps (cloudpickle)",
         "2 modules to import, tried in a fresh `python -m` in another directory (HN_MODULEFIX_MANIFEST unset):",
         "  ok      collections  OrderedDict",
         "  FAILED  record",
@@ -171,7 +172,7 @@ def test_cloudpickle_payload_fails_without_and_passes_with_a_bundle(record_modul
 
     manifest = bundle(record_module.__file__, out=tmp_path / "bundle", root=tmp_path / "proj")
     green = check(cloudpickle.dumps(point), manifest=manifest)
-    assert green.ok and green.manifest == str(manifest)
+    assert green.ok and green.manifest == str(manifest) and green.pickler is None  # bytes: pickled already
     assert green.report().splitlines()[1:] == [
         "  ok      collections  OrderedDict",
         "  bundle  record       Point",
@@ -319,6 +320,69 @@ def test_daft_udf_expression_fails_without_and_passes_with_a_bundle(
     assert re.search(r"^  bundle  pipeline +Scoring$", green.stdout, re.M)
     assert green.stdout.splitlines()[-1] == ("ok: a worker can import all %d modules (2 only through the bundle)"
                                              % len(found))
+
+
+@pytest.fixture(scope="session")
+def no_cloudpickle_python(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    """A venv with hn_modulefix from the wheel and this environment's packages (daft, ray,
+    modal) except cloudpickle, which daft does not depend on: a Daft user's environment."""
+    packages = tmp_path_factory.mktemp("no-cloudpickle") / "site"
+    packages.mkdir()
+    for entry in Path(HOST_SITE).iterdir():
+        if not entry.name.lower().startswith("cloudpickle"):
+            (packages / entry.name).symlink_to(entry)
+    python = make_venv(packages.parent / "venv", wheel=wheel, site_packages=str(packages))
+    absent = run([str(python), "-c", "import cloudpickle"])
+    assert "No module named 'cloudpickle'" in absent.stderr, absent.stderr
+    return python
+
+
+def test_check_without_cloudpickle_pickles_as_the_engine_does_and_says_with_what(
+        no_cloudpickle_python: Path, tmp_path: Path) -> None:
+    python = str(no_cloudpickle_python)
+    api = run([python, "-c", "import collections, hn_modulefix\n"
+                             "print(hn_modulefix.check(collections.OrderedDict(a=1)).pickler)"], cwd=tmp_path)
+    assert (api.returncode, api.stdout) == (0, "daft\n"), api.stderr[-2000:]
+
+    scenario = tmp_path / "scenario"
+    shutil.copytree(REPO / "tests" / "scenarios" / "user", scenario)
+    # SCRIPT::NAME: the script imported as `modal run` imports it, as module `jobs`.
+    red = run([python, "-m", "hn_modulefix", "check", "jobs.py::JOBS"], cwd=scenario)
+    assert (red.returncode, red.stderr) == (1, ""), red.stdout + red.stderr[-2000:]
+    lines = red.stdout.splitlines()
+    assert lines[0] == "pickled with daft: daft.pickle.dumps (Daft's vendored cloudpickle)"
+    assert statuses(red.stdout)["jobs"] == "FAILED"
+    assert "          ModuleNotFoundError: No module named 'jobs'" in lines
+
+    manifest = bundle(scenario / "jobs.py", out=tmp_path / "bundle", root=scenario)
+    for pickler, dumps in (("daft", "daft.pickle.dumps (Daft's vendored cloudpickle)"),
+                           ("ray", "ray.cloudpickle.dumps (Ray's vendored cloudpickle)"),
+                           ("modal", "modal._serialization.serialize (Modal's serializer, its vendored cloudpickle)")):
+        green = run([python, "-m", "hn_modulefix", "check", "jobs.py::JOBS", "--pickler", pickler,
+                     "--manifest", str(manifest)], cwd=scenario)
+        assert (green.returncode, green.stderr) == (0, ""), green.stdout + green.stderr[-2000:]
+        assert green.stdout.splitlines()[0] == "pickled with %s: %s" % (pickler, dumps)
+        assert statuses(green.stdout)["jobs"] == "bundle"
+
+    absent = run([python, "-m", "hn_modulefix", "check", "jobs.py::JOBS", "--pickler", "cloudpickle"], cwd=scenario)
+    assert (absent.returncode, absent.stdout) == (1, "")
+    assert absent.stderr == (
+        "hn-modulefix check: error: jobs.py::JOBS: pickler 'cloudpickle' needs cloudpickle, which is not installed; "
+        "the choices are cloudpickle (cloudpickle), daft (daft.pickle), ray (ray.cloudpickle), "
+        "modal (modal._serialization)\n")
+    payload = tmp_path / "jobs.pkl"
+    payload.write_bytes(b"")
+    for argv, said in (([str(payload), "--pickler", "daft"],
+                        "%s: --pickler applies to SCRIPT::NAME; a payload file is already pickled" % payload),
+                       (["jobs.py::NOTHING"], "jobs.py::NOTHING: jobs.py has no NOTHING"),
+                       (["jobs.py::"], "jobs.py::: name the object: SCRIPT::NAME"),
+                       (["nowhere.py::JOBS"], "nowhere.py::JOBS: no such script: nowhere.py")):
+        wrong = run([python, "-m", "hn_modulefix", "check", *argv], cwd=scenario)
+        assert (wrong.returncode, wrong.stderr) == (1, "hn-modulefix check: error: %s\n" % said)
+    unknown = run([python, "-c", "import hn_modulefix\nhn_modulefix.check(1, pickler='dill')"], cwd=tmp_path)
+    assert unknown.stderr.splitlines()[-1] == (
+        "hn_modulefix._check.CheckError: unknown pickler 'dill'; the choices are cloudpickle (cloudpickle), "
+        "daft (daft.pickle), ray (ray.cloudpickle), modal (modal._serialization)")
 
 
 def test_daft_worker_names_module_alias_file_bundle_and_reason(

@@ -182,7 +182,7 @@ def test_layer_plans_package_install_env_and_bundle(tmp_path: Path, hook_python:
     assert lines[0].startswith("build [%r" % base)
     assert lines[1].startswith("build ['FROM base', 'COPY . /'] [") and "'/hn_modulefix/lib/_hn_modulefix_boot.py'" \
         in lines[1] and "'/hn_modulefix/lib/hn_modulefix/_finder.py'" in lines[1] \
-        and "'/hn_modulefix/lib/hn_modulefix.pth'" in lines[1] and "'/hn_modulefix/lib/hn_modulefix.start'" in lines[1]
+        and "'/hn_modulefix/lib/hn_modulefix.pth'" in lines[1] and "'/hn_modulefix/lib/hn_modulefix.start'" not in lines[1]
     assert lines[2] == ("build ['FROM base', 'RUN PYTHONPATH=/hn_modulefix/lib python -m hn_modulefix install-hook'] []")
     assert lines[3] == "build ['FROM base', 'ENV HN_MODULEFIX_MANIFEST=/hn_modulefix/bundle/manifest.json'] []"
     bundle_files = ("['/hn_modulefix/bundle/manifest.json', '/hn_modulefix/bundle/modules/scripts/pipeline.py', "

@@ -139,13 +139,20 @@ def test_install_hook_into_another_interpreter(hook_python: Path, manifest: Path
     result = run([str(hook_python), "-m", "hn_modulefix", "install-hook", "--site-dir", str(site)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [str(site / "hn_modulefix"), str(site / "_hn_modulefix_boot.py"),
-                                          str(site / "hn_modulefix.start"), str(site / "hn_modulefix.pth")]
-    for name in ("hn_modulefix.start", "hn_modulefix.pth"):
-        assert (site / name).read_text() == (REPO / "src" / name).read_text()
+                                          str(site / "hn_modulefix.pth")]
+    assert (site / "hn_modulefix.pth").read_text() == (REPO / "src" / "hn_modulefix.pth").read_text()
     assert list((site / "__pycache__").glob("_hn_modulefix_boot.*.pyc"))  # compiled: no compile at every start
     code = "import job; print(job.Item(5))"
     hooked = run([str(plain), "-c", code], cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
     assert (hooked.returncode, hooked.stdout, hooked.stderr) == (0, "Item(x=5)\n", "")
+    # --start adds the PEP 829 entry point (which Python 3.15+ runs instead of the .pth's
+    # import line); installing again without it takes it away.
+    result = run([str(hook_python), "-m", "hn_modulefix", "install-hook", "--site-dir", str(site), "--start"],
+                 cwd=tmp_path)
+    assert result.stdout.splitlines()[2:] == [str(site / "hn_modulefix.start"), str(site / "hn_modulefix.pth")]
+    assert (site / "hn_modulefix.start").read_text().splitlines()[1:] == ["_hn_modulefix_boot:start"]
+    result = run([str(hook_python), "-m", "hn_modulefix", "install-hook", "--site-dir", str(site)], cwd=tmp_path)
+    assert result.returncode == 0 and not (site / "hn_modulefix.start").exists(), result.stderr
 
 
 def test_the_hook_run_again_adds_no_second_finder(hook_python: Path, manifest: Path, tmp_path: Path) -> None:
@@ -168,15 +175,15 @@ def test_names_txt_that_disagrees_with_the_manifest_disables_the_finder(hook_pyt
         "`hn-modulefix bundle`\n" % manifest)
 
 
-def test_editable_install_ships_both_hook_files(tmp_path: Path, manifest: Path) -> None:
+def test_editable_install_ships_the_pth_alone(tmp_path: Path, manifest: Path) -> None:
     # As the README's command installs it: pip fetches the build backend for an isolated build.
     python = make_venv(tmp_path / "editable")
     result = run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "-e", str(REPO)],
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     site = venv_site(tmp_path / "editable")
-    for name in ("hn_modulefix.start", "hn_modulefix.pth"):
-        assert (site / name).read_text() == (REPO / "src" / name).read_text()
+    assert (site / "hn_modulefix.pth").read_text() == (REPO / "src" / "hn_modulefix.pth").read_text()
+    assert not (site / "hn_modulefix.start").exists()  # see test_pythons: the .pth runs on every Python
     hooked = run([str(python), "-c", "import job; print(job.Item(7))"], cwd=tmp_path,
                  env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
     assert (hooked.returncode, hooked.stdout, hooked.stderr) == (0, "Item(x=7)\n", "")

@@ -20,6 +20,7 @@ from importlib.machinery import PathFinder
 from _hn_modulefix_boot import ENV_MANIFEST as _ENV_MANIFEST
 from _hn_modulefix_boot import ON_PYTHONPATH as _ON_PYTHONPATH
 from hn_modulefix._finder import Resolution, Resolver
+from hn_modulefix._hook import IMPORT_LINES_IGNORED_FROM, hook_that_runs
 from hn_modulefix._hook import PTH_NAME as _PTH_NAME
 from hn_modulefix._hook import START_NAME as _START_NAME
 from hn_modulefix._manifest import ManifestError, Source, SourceChanged, load, locate, read_verified
@@ -190,20 +191,46 @@ def _manifest_rows(doc: _Doctor, reference: str) -> None:
             doc.problems.append("%s (%s): %s" % (where, ", ".join(source.names), problem))
 
 
+def _hook_rows(doc: _Doctor) -> list[str]:
+    """The rows naming the hook file `site` runs here (PEP 829 decides which, by version);
+    the paths of those that run. Hook files that this Python would not run are a problem."""
+    version = sys.version_info[:2]
+    found = {d: [n for n in (_PTH_NAME, _START_NAME) if os.path.isfile(os.path.join(d, n))] for d in _site_dirs()}
+    running = []
+    for d, names in found.items():
+        runs = hook_that_runs(names, version)
+        if runs is not None:
+            running.append(os.path.join(d, runs))
+    if running:
+        name = os.path.basename(running[0])
+        doc.row(name[name.rindex("."):] + " hook", running[0])
+        for path in running[1:]:
+            doc.more(path)
+        return running
+    present = [os.path.join(d, n) for d, names in found.items() for n in names]
+    python = "Python %d.%d" % version
+    if version >= IMPORT_LINES_IGNORED_FROM:
+        why = "%s ignores the import lines of .pth files (PEP 829)" % python
+        fix = "run `python -m hn_modulefix install-hook --start` (the .start entry point)"
+    else:
+        why = "%s runs no .start file (PEP 829 entry points start with 3.15)" % python
+        fix = "run `python -m hn_modulefix install-hook` (the .pth import line), or pip install hn_modulefix"
+    if present:
+        doc.row("hook file", "%s: not run, %s" % (", ".join(present), why))
+        doc.problems.append("no start-up hook runs in this Python: %s; %s" % (why, fix))
+    else:
+        wanted = _PTH_NAME if version < IMPORT_LINES_IGNORED_FROM else _START_NAME
+        doc.row(wanted[wanted.rindex("."):] + " hook", "no %s in any site-packages directory" % wanted)
+    return running
+
+
 def doctor() -> tuple[list[str], list[str]]:
     """The report lines and the problems found (none when everything works)."""
     doc = _Doctor()
     doc.row("interpreter", "%s (Python %s)" % (sys.executable, sys.version.split()[0]))
     doc.row("start flags", _describe_flags())
 
-    # PEP 829: from Python 3.15 `site` calls the .start file's entry point instead of the
-    # .pth file's import line, so that is the file the hook depends on.
-    hook_name = _START_NAME if sys.version_info >= (3, 15) else _PTH_NAME
-    pths = [os.path.join(d, hook_name) for d in _site_dirs() if os.path.isfile(os.path.join(d, hook_name))]
-    doc.row(hook_name[hook_name.rindex("."):] + " hook",
-            pths[0] if pths else "no %s in any site-packages directory" % hook_name)
-    for pth in pths[1:]:
-        doc.more(pth)
+    pths = _hook_rows(doc)
     boot = PathFinder.find_spec(_BOOT)
     doc.row("boot module", boot.origin if boot is not None and boot.origin else "not found on sys.path")
     if pths and boot is None:
@@ -222,8 +249,7 @@ def doctor() -> tuple[list[str], list[str]]:
             if sys.flags.no_site:
                 why = "python -S disables the start-up hook"
             elif not pths:
-                why = ("no %s in site-packages: pip install hn_modulefix, or run "
-                       "`python -m hn_modulefix install-hook`" % hook_name)
+                why = "no start-up hook runs in this Python (see above)"
             else:
                 why = said or "see `python -c pass` in this environment for errors"
             doc.problems.append("%s is set but a fresh interpreter has no finder: %s" % (_ENV_MANIFEST, why))
