@@ -20,7 +20,7 @@ def uv_bin() -> str:
 
 
 def uv_env(**extra: str) -> dict[str, str]:
-    return clean_env(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", **extra)
+    return clean_env(UV_PYTHON=sys.executable, UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", **extra)
 
 
 def uv(args: Sequence[str], *, cwd: Path, timeout: float = 600, **env: str) -> "subprocess.CompletedProcess[str]":
