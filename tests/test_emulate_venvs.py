@@ -6,7 +6,6 @@ modal and hn_modulefix's wheel), as a user's does."""
 
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 import sys
@@ -17,9 +16,11 @@ import pytest
 
 from _support import run
 from _uv import uv, uv_venv
+from test_modal import emulated_result
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                                reason="hiding the source tree needs root (a tmpfs in a private mount namespace)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                                 reason="hiding the source tree needs root (a tmpfs in a private mount namespace)")]
 
 APP = '''\
 import os
@@ -90,11 +91,8 @@ def test_emulate_hides_the_source_but_not_the_interpreter(tmp_path: Path, wheel:
     python = layout(project, wheel)
     (project / "app.py").write_text(APP)
     (project / "data.txt").write_text("the user's data\n")
-    result = run([str(python), "-m", "hn_modulefix", "emulate", "app.py::facts", "--args-from", "here"], cwd=project)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    last = result.stdout.splitlines()[-1]
-    assert last.startswith("result: "), result.stdout
-    facts = ast.literal_eval(last[len("result: "):])
+    facts = emulated_result(run([str(python), "-m", "hn_modulefix", "emulate", "app.py::facts", "--args-from", "here"],
+                                cwd=project))
     # The script's directory shows the interpreter's files and nothing of the user's.
     assert facts["listing"] == kept
     assert facts["module"] == "/root/app.py" or facts["module"].endswith("/fs/root/app.py"), facts

@@ -20,7 +20,6 @@ which daft 0.7.0 removed; 0.6.14 is the newest 0.6 release, so the newest Daft i
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import json
 import re
@@ -31,6 +30,7 @@ import pytest
 
 from _support import REPO
 from _uv import uv
+from test_modal import emulated_result
 
 pytestmark = pytest.mark.slow
 
@@ -108,10 +108,7 @@ def test_local_side_of_modal_run_from_the_project_root(project: Path) -> None:
 
 
 def emulated(result: "subprocess.CompletedProcess[str]") -> dict:
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    last = result.stdout.splitlines()[-1]
-    assert last.startswith("result: "), result.stdout
-    return made_in_a_worker(ast.literal_eval(last[len("result: "):]))
+    return made_in_a_worker(emulated_result(result))
 
 
 def test_container_side_of_modal_run_from_the_project_root(project: Path) -> None:
