@@ -20,7 +20,9 @@ def uv_bin() -> str:
 
 
 def uv_env(**extra: str) -> dict[str, str]:
-    return clean_env(UV_PYTHON=sys.executable, UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", **extra)
+    env = clean_env(UV_PYTHON=sys.executable, UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", **extra)
+    env.pop("VIRTUAL_ENV", None)  # an activated venv is not the project's: uv would warn
+    return env
 
 
 def uv(args: Sequence[str], *, cwd: Path, timeout: float = 600, **env: str) -> "subprocess.CompletedProcess[str]":
