@@ -235,8 +235,8 @@ def _hidden(command: list[str], hide: Sequence[tuple[str, Sequence[str]]], stash
     lines = ["set -e"]
     for number, (directory, keep) in enumerate(hide):
         held = os.path.join(stash, str(number))
-        os.makedirs(held)
         if keep:
+            os.makedirs(held)
             lines.append("mount --bind %s %s" % (shlex.quote(directory), shlex.quote(held)))
         lines.append("mount -t tmpfs hidden %s" % shlex.quote(directory))
         for name in keep:
