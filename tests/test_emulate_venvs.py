@@ -1,6 +1,6 @@
 """`emulate` hides the script's directory from the container, never the interpreter's own
-files, wherever they lie: a project's `.venv` (uv's layout), a venv that is the script's
-directory, a whole Python installation (conda-like prefix) inside the project. Each
+files, wherever they lie: a project's `.venv` (uv's layout) or a symlink there to a venv
+elsewhere, a venv that is the script's directory, a whole Python installation (conda-like prefix) inside the project. Each
 interpreter holds its packages itself (uv-installed from the registry through uv's cache:
 modal and hn_modulefix's wheel), as a user's does."""
 
@@ -47,6 +47,15 @@ def uv_project_venv(project: Path, wheel: Path) -> Path:
     return uv_venv(project / ".venv", [str(wheel), MODAL])
 
 
+def venv_linked_into_the_project(project: Path, wheel: Path) -> Path:
+    """`.venv` a symlink to a venv kept elsewhere (a shared or cached environment)."""
+    elsewhere = project.parent / "venvs" / "shared"
+    uv_venv(elsewhere, [str(wheel), MODAL])
+    project.mkdir()
+    (project / ".venv").symlink_to(elsewhere)
+    return project / ".venv" / "bin" / "python"
+
+
 def venv_is_the_project(project: Path, wheel: Path) -> Path:
     """`python -m venv project`, the script saved in it: the venv is the script's directory."""
     done = run([sys.executable, "-m", "venv", "--without-pip", str(project)])
@@ -83,6 +92,7 @@ def conda_like_prefix(project: Path, wheel: Path) -> Path:
 
 @pytest.mark.parametrize("layout, kept", [
     (uv_project_venv, [".venv"]),
+    (venv_linked_into_the_project, [".venv"]),
     (venv_is_the_project, ["bin", "lib", "lib64", "pyvenv.cfg"]),
     (conda_like_prefix, ["env"]),
 ])

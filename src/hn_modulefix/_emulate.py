@@ -208,7 +208,9 @@ def _visible_in(real: str, needed: Sequence[str]) -> list[str]:
     """The entries of the directory `real` (a real path) to show again over the tmpfs that
     hides it: those that hold what the interpreter needs (a project's `.venv`; a venv's
     `bin`, `lib`, `pyvenv.cfg` when the script lies in the venv itself), and symlinks to
-    them (`lib64`).  An error when the interpreter needs the directory itself."""
+    them (`lib64`) or to where it lies (a `.venv` linked to a venv elsewhere, which this
+    interpreter's sys.path names through the link).  An error when the interpreter needs
+    the directory itself."""
     names = set()
     for path in needed:
         if path == real or real.startswith(path + os.sep):
@@ -220,7 +222,8 @@ def _visible_in(real: str, needed: Sequence[str]) -> list[str]:
     for name in os.listdir(real):
         entry = os.path.join(real, name)
         target = os.path.realpath(entry)
-        if os.path.islink(entry) and any(target == k or target.startswith(k + os.sep) for k in kept):
+        if os.path.islink(entry) and (any(target == k or target.startswith(k + os.sep) for k in kept)
+                                      or any(p == target or p.startswith(target + os.sep) for p in needed)):
             names.add(name)
     return sorted(names)
 
