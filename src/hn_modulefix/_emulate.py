@@ -22,7 +22,8 @@ steps are listed as not emulated); Modal's client mount (`/pkg/modal`, `/pkg/mod
 /root/<stem>.py; PACKAGE mode: the top-level package under /root; serialized: nothing).
 Absolute container paths under a directory the layers create are rebased under the root.
 The script's own directory is hidden under an empty tmpfs while the container runs (in a
-private mount namespace, when run as root).
+private mount namespace, when run as root); what this interpreter needs of it (a project's
+`.venv`, a venv's own `bin` and `lib` when the script lies in the venv) is shown again.
 
 The image interpreter is a fresh venv of this Python that sees this environment's
 packages through plain path lines (none of their start-up hooks run), without
@@ -191,14 +192,67 @@ class _ImageBuildError(Exception):
     """A build step the emulation runs failed, as the image build would."""
 
 
-def _hidden(command: list[str], directories: Sequence[str]) -> list[str]:
-    """`command` with each directory covered by an empty tmpfs in a private mount
-    namespace (root only): nothing can reach the original source tree."""
-    if not directories:
+def _interpreter_paths() -> list[str]:
+    """What the container's interpreter needs of this one (its image venv runs this
+    interpreter's base executable and sees this environment's site-packages): the
+    executables' directories, the standard library, site-packages, the shared library's
+    directory and a venv's pyvenv.cfg; real paths."""
+    paths = {os.path.dirname(sys.executable), os.path.dirname(os.path.realpath(sys.executable)),
+             os.path.dirname(getattr(sys, "_base_executable", sys.executable)),
+             os.path.join(sys.prefix, "pyvenv.cfg"), sysconfig.get_config_var("LIBDIR") or ""}
+    paths.update(path for name, path in sysconfig.get_paths().items() if name not in ("data", "include", "platinclude"))
+    return sorted({os.path.realpath(path) for path in paths if path and os.path.exists(path)})
+
+
+def _visible_in(real: str, needed: Sequence[str]) -> list[str]:
+    """The entries of the directory `real` (a real path) to show again over the tmpfs that
+    hides it: those that hold what the interpreter needs (a project's `.venv`; a venv's
+    `bin`, `lib`, `pyvenv.cfg` when the script lies in the venv itself), and symlinks to
+    them (`lib64`) or to where it lies (a `.venv` linked to a venv elsewhere, which this
+    interpreter's sys.path names through the link).  An error when the interpreter needs
+    the directory itself."""
+    names = set()
+    for path in needed:
+        if path == real or real.startswith(path + os.sep):
+            raise EmulateUsageError("cannot hide %s, the script's directory, from the container: this "
+                                    "interpreter needs all of %s; move the script out of it" % (real, path))
+        if path.startswith(real + os.sep):
+            names.add(path[len(real) + 1:].split(os.sep)[0])
+    kept = [os.path.join(real, name) for name in names]
+    for name in os.listdir(real):
+        entry = os.path.join(real, name)
+        target = os.path.realpath(entry)
+        if os.path.islink(entry) and (any(target == k or target.startswith(k + os.sep) for k in kept)
+                                      or any(p == target or p.startswith(target + os.sep) for p in needed)):
+            names.add(name)
+    return sorted(names)
+
+
+def _hidden(command: list[str], hide: Sequence[tuple[str, Sequence[str]]], stash: str) -> list[str]:
+    """`command` with each directory of `hide` covered by an empty tmpfs in a private mount
+    namespace (root only), its listed entries shown again (`_visible_in`): nothing can reach
+    the rest of the source tree.  While the tmpfs goes up, a second mount of the directory
+    at `stash` keeps those entries reachable; it is gone before `command` starts."""
+    if not hide:
         return command
-    script = "".join('mount -t tmpfs hidden "$%d" && ' % (i + 1) for i in range(len(directories)))
-    script += "shift %d && exec \"$@\"" % len(directories)
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *directories, *command]
+    lines = ["set -e"]
+    for number, (directory, keep) in enumerate(hide):
+        held = os.path.join(stash, str(number))
+        if keep:
+            os.makedirs(held)
+            lines.append("mount --bind %s %s" % (shlex.quote(directory), shlex.quote(held)))
+        lines.append("mount -t tmpfs hidden %s" % shlex.quote(directory))
+        for name in keep:
+            original, shown = os.path.join(directory, name), shlex.quote(os.path.join(directory, name))
+            if os.path.islink(original):
+                lines.append("ln -s %s %s" % (shlex.quote(os.readlink(original)), shown))
+                continue
+            lines.append(("mkdir %s" if os.path.isdir(original) else "touch %s") % shown)
+            lines.append("mount --bind %s %s" % (shlex.quote(os.path.join(held, name)), shown))
+        if keep:
+            lines.append("umount %s" % shlex.quote(held))
+    lines.append('exec "$@"')
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(lines), "sh", *command]
 
 
 class _Target:
@@ -424,6 +478,21 @@ def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), kw
             shutil.rmtree(container.root, ignore_errors=True)
 
 
+def _source_to_hide(container: _Container, module: Any, module_mode: bool) -> list[tuple[str, list[str]]]:
+    """The script's own directory (FILE mode) or its top-level package (PACKAGE mode), as a
+    real path, with the entries of it that stay visible: the interpreter's own files."""
+    top = sys.modules[module.__name__.split(".")[0]]
+    directory = os.path.realpath(os.path.dirname(os.path.abspath(module.__file__)) if not module_mode
+                                 else list(top.__path__)[0])
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        container.note("source tree not hidden: needs root and unshare")
+        return []
+    if os.path.realpath(container.root).startswith(directory + os.sep):
+        container.note("source tree not hidden: the container root %s lies inside it" % container.root)
+        return []
+    return [(directory, _visible_in(directory, _interpreter_paths()))]
+
+
 def _run(container: _Container, target: _Target, function_input: Any, parameters: bytes, module_mode: bool,
          hide_source: bool, timeout: float, stdout: IO[str] | None, stderr: IO[str] | None) -> Emulation:
     import asyncio
@@ -435,6 +504,7 @@ def _run(container: _Container, target: _Target, function_input: Any, parameters
 
     from hn_modulefix._modal_server import StandInServer
 
+    hide = _source_to_hide(container, target.module, module_mode) if hide_source else []
     container.make_interpreter()
     for layer in image_layers(target.function._spec.image):
         try:
@@ -464,17 +534,6 @@ def _run(container: _Container, target: _Target, function_input: Any, parameters
     cwd = container.path(container.workdir)
     os.makedirs(cwd, exist_ok=True)
     command = [os.path.join(container.image, "bin", "python"), "-m", "modal._container_entrypoint"]
-    # The script's own directory (FILE mode) or its top-level package (PACKAGE mode).
-    module = target.module
-    top = sys.modules[module.__name__.split(".")[0]]
-    source_dirs = [os.path.dirname(os.path.abspath(module.__file__)) if not module_mode
-                   else list(top.__path__)[0]] if hide_source else []
-    if source_dirs and (os.geteuid() != 0 or shutil.which("unshare") is None):
-        container.note("source tree not hidden: needs root and unshare")
-        source_dirs = []
-    if any(os.path.realpath(container.root).startswith(os.path.realpath(d) + os.sep) for d in source_dirs):
-        container.note("source tree not hidden: the container root %s lies inside it" % container.root)
-        source_dirs = []
 
     # A directory of its own: a unix socket path must stay short (108 bytes on Linux).
     socket_dir = tempfile.mkdtemp(prefix="hn_modulefix-")
@@ -482,8 +541,8 @@ def _run(container: _Container, target: _Target, function_input: Any, parameters
         server = StandInServer(os.path.join(socket_dir, "modal.sock"), function_input)
         with server:
             env["MODAL_SERVER_URL"] = server.url
-            process = subprocess.Popen(_hidden(command, source_dirs), cwd=cwd, env=env, stdout=stdout, stderr=stderr,
-                                       start_new_session=True)
+            process = subprocess.Popen(_hidden(command, hide, os.path.join(container.root, "hidden")), cwd=cwd,
+                                       env=env, stdout=stdout, stderr=stderr, start_new_session=True)
             timed_out = False
             try:
                 returncode = process.wait(timeout=timeout)
