@@ -232,7 +232,10 @@ def test_imported_local_modules_are_the_project_files_under_the_names_used(tmp_p
     import outside  # noqa: F401
     import pkg  # noqa: F401
 
-    found = _bundle.imported_local_modules(project)
+    sys.modules["mylib_alias"] = sys.modules["mylib"]  # an alias entry: its objects name "mylib"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = _bundle.imported_local_modules(project)
     assert [(m.name, m.path, m.package, m.search_root) for m in found] == [
         ("mylib", str(project / "mylib.py"), False, str(project)),
         ("pkg", str(package / "__init__.py"), True, str(project / "src")),
