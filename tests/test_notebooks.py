@@ -21,6 +21,7 @@ from typing import Iterator
 
 import pytest
 
+from _support import REPO
 from hn_modulefix import _bundle
 
 MYLIB = '''\
@@ -217,8 +218,11 @@ def test_imported_local_modules_are_the_project_files_under_the_names_used(tmp_p
     package = project / "src" / "pkg"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("from pkg.core import VALUE\n")
-    (package / "core.py").write_text("VALUE = 1\n")
     (package / "extra.py").write_text("")
+    # A module of the same name as one the interpreter imported, in another search root:
+    # pkg's `import mylib` gets the imported mylib, as in the interpreter.
+    (project / "src" / "mylib.py").write_text("")
+    (package / "core.py").write_text("VALUE = 1\n\n\ndef later():\n    import mylib\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "outside.py").write_text("")
@@ -246,6 +250,14 @@ def test_imported_local_modules_are_the_project_files_under_the_names_used(tmp_p
     assert planned == {"modules/mylib.py": ("mylib",), "modules/pkg/__init__.py": ("pkg",),
                        "modules/pkg/core.py": ("pkg.core",), "modules/pkg/extra.py": ("pkg.extra",),
                        "modules/textfmt.py": ("textfmt",)}
+
+
+def test_hn_modulefix_itself_is_never_shipped_from_its_own_checkout() -> None:
+    import hn_modulefix
+
+    if not Path(hn_modulefix.__file__).resolve().is_relative_to(REPO):
+        pytest.skip("hn_modulefix is not installed editable from this checkout")
+    assert [m.name for m in _bundle.imported_local_modules(REPO) if "hn_modulefix" in m.name] == []
 
 
 @pytest.mark.usefixtures("import_state")

@@ -261,6 +261,7 @@ def _collect(scripts: Sequence[str | ImportedModule], project_root: str, include
             raise BundleError("--include %r: no local module of that name next to the scripts or in %s"
                               % (extra, project_root))
 
+    imported = {script.name for script in scripts if isinstance(script, ImportedModule)}
     while queue:
         path, roots = queue.pop()
         local = found[path]
@@ -273,7 +274,9 @@ def _collect(scripts: Sequence[str | ImportedModule], project_root: str, include
             raise BundleError("cannot read %s: %s" % (path, exc.strerror or exc)) from exc
         contexts = {n if local.package else n.rpartition(".")[0] for n in local.names} or {""}
         for context in sorted(contexts):  # the package each name resolves relative imports in
-            for name in sorted(_imported_names(tree, context)):
+            # A name the interpreter has already imported resolves to that module, wherever
+            # another search root would find a file of the same name.
+            for name in sorted(_imported_names(tree, context) - imported):
                 for dep_path, dep_package in _locate(name, roots):
                     add(dep_path, dep_package, roots)
         if local.package:
