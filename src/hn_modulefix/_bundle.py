@@ -201,6 +201,7 @@ def imported_local_modules(root: PathLike) -> list[ImportedModule]:
     installed = _installed_dirs()
     under = os.path.realpath(os.fspath(root)) + os.sep
     found = []
+    real_dirs: dict[str, str] = {}  # realpath per directory: a kernel has imported hundreds of modules
     for name, module in sorted(sys.modules.items()):
         origin = getattr(module, "__file__", None)
         # hn_modulefix itself is never shipped: the layer or the install provides it.
@@ -208,7 +209,10 @@ def imported_local_modules(root: PathLike) -> list[ImportedModule]:
                 or getattr(module, "__name__", None) != name or not isinstance(origin, str) \
                 or not origin.endswith(".py"):
             continue
-        path = os.path.realpath(origin)
+        directory = os.path.dirname(os.path.abspath(origin))
+        if directory not in real_dirs:
+            real_dirs[directory] = os.path.realpath(directory)
+        path = os.path.join(real_dirs[directory], os.path.basename(origin))
         if not path.startswith(under) or path.startswith(installed) or not os.path.isfile(path):
             continue
         package = getattr(getattr(module, "__spec__", None), "submodule_search_locations", None) is not None
