@@ -1,6 +1,8 @@
 """Run a Modal function locally through Modal's own container entrypoint.
 
-`emulate("scripts/pipeline.py::main")` plays both sides of `modal run`:
+`emulate("scripts/pipeline.py::main")` plays both sides of `modal run` (`emulate(function)`
+does the same for a Modal Function object defined in this process, such as a notebook's,
+which Modal serializes):
 
 - the client (this process): imports the script with Modal's own `import_file_or_module`
   (same module name, FILE or PACKAGE mode), reads the function's image layer by layer
