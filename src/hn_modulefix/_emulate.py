@@ -1,6 +1,8 @@
 """Run a Modal function locally through Modal's own container entrypoint.
 
-`emulate("scripts/pipeline.py::main")` plays both sides of `modal run`:
+`emulate("scripts/pipeline.py::main")` plays both sides of `modal run` (`emulate(function)`
+does the same for a Modal Function object defined in this process, such as a notebook's,
+which Modal serializes):
 
 - the client (this process): imports the script with Modal's own `import_file_or_module`
   (same module name, FILE or PACKAGE mode), reads the function's image layer by layer
@@ -43,10 +45,13 @@ import sys
 import sysconfig
 import tempfile
 import traceback
-from typing import IO, Any, Callable, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
 
 from hn_modulefix._hook import INSTALL_COMMAND
 from hn_modulefix._modal import _closure, image_layers
+
+if TYPE_CHECKING:
+    import modal
 
 DEFAULT_PYTHONPATH = ("/pkg", "/root")
 TASK_ID = "ta-hn-modulefix-emulated"
@@ -258,7 +263,7 @@ def _hidden(command: list[str], hide: Sequence[tuple[str, Sequence[str]]], stash
 class _Target:
     """What `SCRIPT::NAME` or `SCRIPT::Cls.method` names, as Modal's client sees it."""
 
-    def __init__(self, module: Any, ref: str, name: str) -> None:
+    def __init__(self, module: Any, ref: str, name: str, defined: Any = None) -> None:
         import modal
         from modal._utils.async_utils import synchronizer
         from modal_proto import api_pb2
@@ -266,7 +271,8 @@ class _Target:
         self.module = module
         self.method_name = ""
         object_name, _, method = name.partition(".")
-        defined = getattr(module, object_name, None)
+        if defined is None:
+            defined = getattr(module, object_name, None)
         modal_names = sorted(n for n, v in vars(module).items() if isinstance(v, (modal.Function, modal.Cls)))
         if defined is None:
             raise EmulateUsageError("%s: no function %r there (its Modal functions and classes: %s)"
@@ -439,12 +445,54 @@ def _import_target(ref: str, module_mode: bool) -> tuple[Any, str]:
     return module, name
 
 
-def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+def _function_target(function: Any) -> _Target:
+    """The target for a Modal Function object defined in this process: how a notebook
+    names its function (Modal serializes a function defined there; the container unpickles
+    it and imports no module of the user's)."""
+    import modal
+    from modal._utils.async_utils import synchronizer
+
+    if not isinstance(function, modal.Function):
+        raise EmulateUsageError("emulate(%r): pass 'SCRIPT::FUNC' or a modal.Function" % (function,))
+    info = _closure(synchronizer._translate_in(function)._load)["info"]  # type: ignore[no-untyped-call]
+    module = sys.modules[(info.raw_f or info.user_cls).__module__]
+    return _Target(module, "%s::%s" % (module.__name__, info.function_name), info.function_name, defined=function)
+
+
+def _source_dir(target: _Target, module_mode: bool) -> str:
+    """The user's source tree, which the container must not see: the script's directory
+    (FILE mode), its top-level package (PACKAGE mode); for a function defined where
+    `__main__` has no file (a notebook's), the project found from the working directory."""
+    from hn_modulefix._bundle import project_root
+
+    module = target.module
+    if module_mode:
+        return str(list(sys.modules[module.__name__.split(".")[0]].__path__)[0])
+    script = getattr(module, "__file__", None)
+    return os.path.dirname(os.path.abspath(script)) if script else project_root(os.getcwd())
+
+
+def _await(coroutine: Any) -> Any:
+    """Run `coroutine` to its end, also where this thread already runs an event loop
+    (a notebook cell runs inside the kernel's): there, in a thread of its own."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def emulate(ref: str | modal.Function[..., Any, Any], *, module_mode: bool = False, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
             args_from: str | None = None, params: Sequence[str] = (), pythonpath: Sequence[str] = DEFAULT_PYTHONPATH, hide_source: bool = True,
             root: str | None = None, keep: bool = False, timeout: float = 600, stdout: IO[str] | None = None,
             stderr: IO[str] | None = None, notes: IO[str] | None = None) -> Emulation:
     """Call `FUNC` of `SCRIPT::FUNC` (`MODULE::FUNC` with module_mode, `...::Cls.method`
-    for a method of an @app.cls class) once in a stand-in container.
+    for a method of an @app.cls class), or the Modal Function object `ref` defined in this
+    process (in a notebook: Modal serializes it), once in a stand-in container.
 
     `args` (or the tuple returned by calling the script's function `args_from` here) and
     `kwargs` are pickled here as Modal's client pickles them and unpickled in the
@@ -460,12 +508,17 @@ def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), kw
         check_modal_version()
     except RuntimeError as exc:
         raise EmulateUsageError(str(exc)) from exc
-    module, name = _import_target(ref, module_mode)
-    target = _Target(module, ref, name)
+    if isinstance(ref, str):
+        module, name = _import_target(ref, module_mode)
+        target = _Target(module, ref, name)
+    else:
+        target = _function_target(ref)
+        module_mode = False
     if args_from is not None:
-        maker = getattr(module, args_from, None)
+        maker = getattr(target.module, args_from, None)
         if not callable(maker):
-            raise EmulateUsageError("%s: --args-from %s: no such function in %s" % (ref, args_from, module.__name__))
+            raise EmulateUsageError("%s: --args-from %s: no such function in %s"
+                                    % (ref, args_from, target.module.__name__))
         args = tuple(maker())
     function_input = target.function_input(args, kwargs or {})
     parameters = target.class_parameters(params)
@@ -478,12 +531,10 @@ def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), kw
             shutil.rmtree(container.root, ignore_errors=True)
 
 
-def _source_to_hide(container: _Container, module: Any, module_mode: bool) -> list[tuple[str, list[str]]]:
-    """The script's own directory (FILE mode) or its top-level package (PACKAGE mode), as a
-    real path, with the entries of it that stay visible: the interpreter's own files."""
-    top = sys.modules[module.__name__.split(".")[0]]
-    directory = os.path.realpath(os.path.dirname(os.path.abspath(module.__file__)) if not module_mode
-                                 else list(top.__path__)[0])
+def _source_to_hide(container: _Container, target: _Target, module_mode: bool) -> list[tuple[str, list[str]]]:
+    """The user's source tree (see _source_dir), as a real path, with the entries of it that
+    stay visible: the interpreter's own files."""
+    directory = os.path.realpath(_source_dir(target, module_mode))
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         container.note("source tree not hidden: needs root and unshare")
         return []
@@ -495,8 +546,6 @@ def _source_to_hide(container: _Container, module: Any, module_mode: bool) -> li
 
 def _run(container: _Container, target: _Target, function_input: Any, parameters: bytes, module_mode: bool,
          hide_source: bool, timeout: float, stdout: IO[str] | None, stderr: IO[str] | None) -> Emulation:
-    import asyncio
-
     from modal._utils.function_utils import _process_result
     from modal.image import _Image  # type: ignore[attr-defined]  # absent from modal's stubs
     from modal.mount import SITECUSTOMIZE_CONTENT, _create_client_mount  # type: ignore[attr-defined]
@@ -504,7 +553,7 @@ def _run(container: _Container, target: _Target, function_input: Any, parameters
 
     from hn_modulefix._modal_server import StandInServer
 
-    hide = _source_to_hide(container, target.module, module_mode) if hide_source else []
+    hide = _source_to_hide(container, target, module_mode) if hide_source else []
     container.make_interpreter()
     for layer in image_layers(target.function._spec.image):
         try:
@@ -568,7 +617,7 @@ def _run(container: _Container, target: _Target, function_input: Any, parameters
         return Emulation(container.root, returncode, None, error, server.calls, server.unanswered, container.notes)
     result, data_format = results[0]
     try:
-        value = asyncio.run(_process_result(result, data_format, None, None))
+        value = _await(_process_result(result, data_format, None, None))
     except Exception as exc:
         return Emulation(container.root, returncode, None, exc, server.calls, server.unanswered, container.notes)
     return Emulation(container.root, returncode, value, None, server.calls, server.unanswered, container.notes)

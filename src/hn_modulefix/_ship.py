@@ -19,10 +19,10 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from _hn_modulefix_boot import ENV_MANIFEST
-from hn_modulefix._bundle import PathLike, calling_script, plan, write
+from hn_modulefix._bundle import PathLike, Script, calling_scripts, plan, write
 from hn_modulefix._finder import ShippedLoader
 from hn_modulefix._manifest import MANIFEST_NAME, ManifestError, dump, load, sha256_bytes
 
@@ -47,8 +47,9 @@ def _retire_loky_workers() -> None:
 
 
 def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str] = ()) -> Path | None:
-    """Bundle `scripts` (default: the calling script) and export HN_MODULEFIX_MANIFEST for
-    every process this one starts from now on; return the manifest path.
+    """Bundle `scripts` (default: the calling script; in a notebook, the project's modules
+    it has imported) and export HN_MODULEFIX_MANIFEST for every process this one starts
+    from now on; return the manifest path.
 
     Where the calling module was itself rebuilt by hn_modulefix (a worker importing the
     script), or in a Modal container, it does nothing and returns the manifest in effect
@@ -64,9 +65,8 @@ def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
     if _is_remote():
         active = os.environ.get(ENV_MANIFEST)
         return Path(active) if active else None
-    if not scripts:
-        scripts = (calling_script(caller, "ship()"),)
-    planned = plan(*scripts, root=root, include=include)
+    chosen: Sequence[Script] = scripts or calling_scripts(caller, "ship()", root)
+    planned = plan(*chosen, root=root, include=include)
     # Named by what a worker would get: names, files, contents and the driver's paths.
     digest = sha256_bytes(dump([item.source("") for item in planned]).encode())[:24]
     out = _cache_dir() / digest
