@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import errno
 import os
 import shutil
 import sys
 import sysconfig
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence, Union
@@ -70,14 +70,16 @@ def _names_for(path: str, package: bool, roots: Sequence[str]) -> list[str]:
     return names
 
 
-def _locate(name: str, roots: Sequence[str]) -> list[tuple[str, bool]]:
+def _locate(name: str, roots: Sequence[str], looked: set[str]) -> list[tuple[str, bool]]:
     """Files to ship for importing `name` from `roots`: every regular package on the
-    way and the module itself, following the order the path finder searches in."""
+    way and the module itself, following the order the path finder searches in.  Every
+    directory searched goes into `looked` (a file added there could change the answer)."""
     parts = name.split(".")
     for root in roots:
         found = []
         directory = root
         for i, part in enumerate(parts):
+            looked.add(directory)
             candidate = os.path.join(directory, part)
             init = os.path.join(candidate, "__init__.py")
             if os.path.isfile(init):
@@ -132,22 +134,35 @@ def _imported_names(tree: ast.AST, package: str) -> set[str]:
     return {n for n in names if is_module_name(n)}
 
 
+PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+
+
+def project_root(script: PathLike) -> str:
+    """The root a running driver's script belongs to: the nearest directory at or above
+    it holding one of PROJECT_MARKERS, else the script's own directory."""
+    start = os.path.dirname(os.path.realpath(os.fspath(script)))
+    directory = start
+    while True:
+        if any(os.path.lexists(os.path.join(directory, marker)) for marker in PROJECT_MARKERS):
+            return directory
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return start
+        directory = parent
+
+
 def _search_roots(script: str, project_root: str) -> list[str]:
     script_dir = os.path.dirname(script)
-    roots = [script_dir]
-    if (script_dir + os.sep).startswith(project_root + os.sep):
-        roots.append(project_root)
-    else:
-        # Outside the project root, the script is also importable as a member of the
-        # regular packages that enclose it.
-        top = script_dir
-        while os.path.isfile(os.path.join(top, "__init__.py")):
-            top = os.path.dirname(top)
-        roots.append(top)
-    return list(dict.fromkeys(roots))
+    if not (script_dir + os.sep).startswith(project_root + os.sep):
+        # Every name is relative to the root: one for a directory outside it would claim
+        # that directory's name for every process that inherits the manifest.
+        raise BundleError("%s lies outside the project root %s; give the root that holds it (--root, root=)"
+                          % (script, project_root))
+    return list(dict.fromkeys([script_dir, project_root]))
 
 
-def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) -> dict[str, _Local]:
+def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str],
+             looked: set[str]) -> dict[str, _Local]:
     installed = _installed_dirs()
     found: dict[str, _Local] = {}
     queue: list[tuple[str, list[str]]] = []
@@ -165,6 +180,7 @@ def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) 
         for root in roots:
             directory = os.path.dirname(os.path.dirname(path) if package else path)
             while (directory + os.sep).startswith(root + os.sep) and directory != root:
+                looked.add(directory)
                 init = os.path.join(directory, "__init__.py")
                 if os.path.isfile(init) and init not in found:
                     add(init, True, roots)
@@ -174,7 +190,7 @@ def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) 
         roots = _search_roots(script, project_root)
         add(script, False, roots)
         for extra in include:
-            for path, package in _locate(extra, roots):
+            for path, package in _locate(extra, roots, looked):
                 add(path, package, roots)
     for extra in include:
         if not any(found[p].names & {extra} for p in found):
@@ -194,11 +210,12 @@ def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) 
         contexts = {n if local.package else n.rpartition(".")[0] for n in local.names} or {""}
         for context in sorted(contexts):  # the package each name resolves relative imports in
             for name in sorted(_imported_names(tree, context)):
-                for dep_path, dep_package in _locate(name, roots):
+                for dep_path, dep_package in _locate(name, roots, looked):
                     add(dep_path, dep_package, roots)
         if local.package:
             # Submodules of a local package ship with it: packages load plugins by name.
             directory = os.path.dirname(path)
+            looked.add(directory)
             for entry in sorted(os.listdir(directory)):
                 full = os.path.join(directory, entry)
                 stem, ext = os.path.splitext(entry)
@@ -331,6 +348,59 @@ def _shown_paths(paths: list[str], shown: int = 10) -> str:
     return ", ".join(paths[:shown]) + more
 
 
+def new_dir(parent: str, prefix: str) -> str:
+    """A new empty directory in `parent` whose mode follows the umask, as a bundle's files
+    do (tempfile.mkdtemp makes 0700: a bundle copied into an image or a shared directory
+    would be unreadable to anyone else)."""
+    while True:
+        path = os.path.join(parent, prefix + os.urandom(6).hex())
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        return path
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def exchange(a: str, b: str) -> None:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE), so that no
+    process ever finds either path missing; OSError where the system cannot."""
+    import ctypes
+
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available here")
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), a, None, b)
+
+
+def replace_dir(new: str, out: str) -> None:
+    """Put the directory `new` at `out` in place of the one there; the old one is removed.
+    If that fails, the old directory is left at `out`, whole."""
+    try:
+        exchange(new, out)
+    except OSError:
+        # No atomic exchange (another system, a filesystem without it): for a moment
+        # between the two renames `out` is missing.
+        trash = new_dir(os.path.dirname(out), ".hn_modulefix-old-")
+        old = os.path.join(trash, "old")
+        os.rename(out, old)
+        try:
+            os.rename(new, out)
+        except BaseException:
+            os.rename(old, out)
+            os.rmdir(trash)
+            raise
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        shutil.rmtree(new, ignore_errors=True)  # the old one, now
+
+
 def _replace_dir(staging: str, out: str) -> None:
     """Move the finished bundle into place.  An earlier bundle there is replaced, so no
     stale module outlives a re-bundle, but only when everything in the directory is
@@ -345,10 +415,7 @@ def _replace_dir(staging: str, out: str) -> None:
                 raise BundleError("%s holds files its bundle does not list; refusing to replace it, which would "
                                   "delete %s (move them away or bundle to another directory)"
                                   % (out, _shown_paths(lost)))
-        trash = tempfile.mkdtemp(prefix=".hn_modulefix-old-", dir=os.path.dirname(out))
-        os.rename(out, os.path.join(trash, "old"))
-        os.rename(staging, out)
-        shutil.rmtree(trash, ignore_errors=True)
+        replace_dir(staging, out)
     else:
         os.rename(staging, out)
 
@@ -371,8 +438,11 @@ class _Planned:
                       sha256_bytes(self.data), self.package, self.path)
 
 
-def plan(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str] = ()) -> list[_Planned]:
-    """What `bundle` would ship, read now: every file of the scripts' local closure."""
+def plan(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str] = (),
+         read: set[str] | None = None) -> list[_Planned]:
+    """What `bundle` would ship, read now: every file of the scripts' local closure.
+    `read`, when given, receives every file read and directory searched: while none of
+    them changes, neither does the plan."""
     if not scripts:
         raise BundleError("no script given")
     project_root = os.path.realpath(os.fspath(root) if root is not None else os.getcwd())
@@ -388,7 +458,10 @@ def plan(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
     for name in extra:
         if not is_module_name(name):
             raise BundleError("--include %r is not a dotted module name" % (name,))
-    found = _collect(script_paths, project_root, extra)
+    looked: set[str] = set()
+    found = _collect(script_paths, project_root, extra, looked)
+    if read is not None:
+        read.update(looked, found)
     _drop_ambiguous(found)
     _drop_standard(found)
     _warn_installed(found)
@@ -399,24 +472,32 @@ def plan(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
         raise BundleError("cannot read %s: %s" % (exc.filename, exc.strerror or exc)) from exc
 
 
+def write_into(planned: Sequence[_Planned], directory: str) -> str:
+    """Write the planned files, manifest.json and names.txt into the empty `directory`;
+    return the manifest path."""
+    sources = []
+    for item in planned:
+        source = item.source(directory)
+        os.makedirs(os.path.dirname(source.path), exist_ok=True)
+        with open(source.path, "wb") as f:
+            f.write(item.data)
+        sources.append(source)
+    manifest = os.path.join(directory, MANIFEST_NAME)
+    with open(manifest, "w", encoding="utf-8") as f:
+        f.write(dump(sources))
+    with open(os.path.join(directory, NAMES_FILE), "w", encoding="utf-8") as f:
+        f.write(dump_names(Manifest(manifest, sources)))
+    return manifest
+
+
 def write(planned: Sequence[_Planned], out: PathLike) -> Path:
     """Write the planned files, manifest.json and names.txt into `out`; return the manifest path."""
     out_path = os.path.abspath(os.fspath(out))
     parent = os.path.dirname(out_path)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".hn_modulefix-new-", dir=parent)
+    staging = new_dir(parent, ".hn_modulefix-new-")
     try:
-        sources = []
-        for item in planned:
-            source = item.source(staging)
-            os.makedirs(os.path.dirname(source.path), exist_ok=True)
-            with open(source.path, "wb") as f:
-                f.write(item.data)
-            sources.append(source)
-        with open(os.path.join(staging, MANIFEST_NAME), "w", encoding="utf-8") as f:
-            f.write(dump(sources))
-        with open(os.path.join(staging, NAMES_FILE), "w", encoding="utf-8") as f:
-            f.write(dump_names(Manifest(os.path.join(staging, MANIFEST_NAME), sources)))
+        write_into(planned, staging)
         _replace_dir(staging, out_path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

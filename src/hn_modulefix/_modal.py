@@ -56,7 +56,8 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
     script:     the script to ship (default: the file of the module calling this)
     extra:      more script files to ship with their local closures
     include:    local modules imported in ways the source does not show, by dotted name
-    root:       project root the script is importable from as ``scripts.pipeline`` (default: cwd)
+    root:       project root the script is importable from as ``scripts.pipeline`` (default: the
+                nearest directory above the script with pyproject.toml, setup.py, setup.cfg or .git)
     copy:       ship the bundle as a build step instead of a mount, so build steps may follow
     remote_dir: where hn_modulefix and the bundle go in the image
     """
@@ -65,10 +66,12 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
         return _unchanged
     if not remote_dir.startswith("/"):
         raise ValueError("image_layer(remote_dir=%r): must be an absolute path in the container" % remote_dir)
-    from hn_modulefix._bundle import bundle, calling_script
+    from hn_modulefix._bundle import bundle, calling_script, project_root
 
     if script is None:
         script = calling_script(caller, "image_layer(script=)")
+    if root is None:
+        root = project_root(script)
 
     staging = tempfile.mkdtemp(prefix="hn_modulefix-image-")
     # Modal reads local files when the app runs, after this returns: keep them until exit.

@@ -25,7 +25,7 @@ import tempfile
 from typing import Any, Iterable
 
 from _hn_modulefix_boot import ENV_MANIFEST, ON_PYTHONPATH
-from hn_modulefix._bundle import PathLike, bundle
+from hn_modulefix._bundle import PathLike, bundle, project_root
 from hn_modulefix._hook import stage
 from hn_modulefix._manifest import MANIFEST_NAME
 
@@ -36,13 +36,16 @@ def ray_runtime_env(*scripts: PathLike, base: dict[str, Any] | None = None, root
     makes `scripts` and their local imports importable in every Ray process.
 
     Pass it to ``ray.init(runtime_env=...)`` (or a job submission).  The files are
-    uploaded when Ray starts the job; the local copies are removed at exit.
+    uploaded when Ray starts the job; the local copies are removed at exit.  `root`
+    defaults to the first script's project root (see `ship`).
     """
     runtime_env = copy.deepcopy(base) if base else {}
     env_vars = runtime_env.setdefault("env_vars", {})
     if env_vars.get(ENV_MANIFEST):
         raise ValueError("ray_runtime_env(base=...): env_vars already sets %s=%r"
                          % (ENV_MANIFEST, env_vars[ENV_MANIFEST]))
+    if root is None and scripts:
+        root = project_root(scripts[0])
     staging = tempfile.mkdtemp(prefix="hn_modulefix-ray-")
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
     manifest = bundle(*scripts, out=os.path.join(staging, "bundle"), root=root, include=include)

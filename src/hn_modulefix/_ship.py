@@ -1,29 +1,26 @@
 """`hn_modulefix.ship()`: one line for local drivers.
 
-It bundles the calling script (or the scripts given) into a directory of the user's cache
-named by the bundle's content, and exports HN_MODULEFIX_MANIFEST into `os.environ`, so
-that every process started afterwards — Daft's UDF workers, process pools, subprocesses —
-inherits it and resolves the scripts' modules.  While the sources stay the same the
-bundle is reused; an edit makes a new one.
+It bundles the calling script (or the scripts given) into the user's bundle cache (see
+_cache), named by the bundle's content, and exports HN_MODULEFIX_MANIFEST into
+`os.environ`, so that every process started afterwards — Daft's UDF workers, process
+pools, subprocesses — inherits it and resolves the scripts' modules.  While the sources
+stay the same the bundle is reused, without reading them again; an edit makes a new one.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Iterable
 
 from _hn_modulefix_boot import ENV_MANIFEST
-from hn_modulefix._bundle import PathLike, calling_script, plan, write
+from hn_modulefix import __version__, _cache
+from hn_modulefix._bundle import PathLike, _installed_dirs, calling_script, plan, project_root, write_into
 from hn_modulefix._finder import ShippedLoader
-from hn_modulefix._manifest import MANIFEST_NAME, ManifestError, dump, load, sha256_bytes
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base, "hn_modulefix", "bundles")
+from hn_modulefix._manifest import dump, sha256_bytes
 
 
 def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str] = ()) -> Path | None:
@@ -32,7 +29,10 @@ def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
 
     Where the calling module was itself rebuilt by hn_modulefix (a worker importing the
     script), or in a Modal container, it does nothing and returns the manifest in effect
-    (None if there is none).  `root` and `include` are as for `bundle`.
+    (None if there is none).  `root` is the project root (default: the nearest directory
+    above the first script holding pyproject.toml, setup.py, setup.cfg or .git, else the
+    script's directory); `include` is as for `bundle`.  Cache entries unused for
+    $HN_MODULEFIX_CACHE_MAX_AGE (default 7 days) that no live process uses are removed.
     """
     from hn_modulefix._modal import _is_remote
 
@@ -45,18 +45,35 @@ def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
         return Path(active) if active else None
     if not scripts:
         scripts = (calling_script(caller, "ship()"),)
-    planned = plan(*scripts, root=root, include=include)
-    # Named by what a worker would get: names, files, contents and the driver's paths.
-    digest = sha256_bytes(dump([item.source("") for item in planned]).encode())[:24]
-    out = _cache_dir() / digest
-    manifest = out / MANIFEST_NAME
-    try:
-        load(str(manifest))
-    except ManifestError:
-        manifest = write(planned, out)
+    older_than = _cache.max_age()  # a bad setting is said before any work
+    script_paths = [os.path.realpath(os.fspath(script)) for script in scripts]
+    project = os.path.realpath(os.fspath(root)) if root is not None else project_root(script_paths[0])
+    extra = sorted(set(include))
+    # What the plan depends on besides the files: the request and the interpreter.
+    key = sha256_bytes(repr((script_paths, project, extra, sys.executable, sys.version, _installed_dirs(),
+                             __version__)).encode())[:24]
+    recalled = _cache.recall(key)
+    manifest = None
+    if recalled is not None:
+        digest, warned = recalled
+        manifest = _cache.reuse(digest)
+    if manifest is None:
+        started = time.time_ns()
+        read: set[str] = set()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            planned = plan(*script_paths, root=project, include=extra, read=read)
+        warned = [str(w.message) for w in caught]
+        # Named by what a worker would get: names, files, contents and the driver's paths.
+        digest = sha256_bytes(dump([item.source("") for item in planned]).encode())[:24]
+        manifest = _cache.use(digest, lambda directory: write_into(planned, directory))
+        _cache.remember(key, digest, sorted(read), warned, started)
+    for message in warned:
+        warnings.warn(message, stacklevel=2)
     previous = os.environ.get(ENV_MANIFEST)
-    if previous and os.path.abspath(previous) != str(manifest):
+    if previous and os.path.abspath(previous) != manifest:
         warnings.warn("hn_modulefix.ship(): %s was %s; processes started from now on get %s instead"
                       % (ENV_MANIFEST, previous, manifest), stacklevel=2)
-    os.environ[ENV_MANIFEST] = str(manifest)
-    return manifest
+    os.environ[ENV_MANIFEST] = manifest
+    _cache.prune(older_than)
+    return Path(manifest)
