@@ -146,30 +146,23 @@ def _in_use(entry: str) -> bool:
 # -- entries -----------------------------------------------------------------------------
 
 
-def _files(entry: str) -> Iterator[str]:
+def _stamp(entry: str, relative: str = "") -> dict[str, list[int] | None]:
     """Every file and directory under `entry` except the cache's own files and bytecode
-    caches (workers may write those beside the shipped copies), relative, "/"-separated."""
-    for directory, dirnames, filenames in os.walk(entry):
-        relative = os.path.relpath(directory, entry).replace(os.sep, "/")
-        prefix = "" if relative == "." else relative + "/"
-        if "__pycache__" in dirnames:
-            dirnames.remove("__pycache__")
-        for name in sorted(dirnames):
-            yield prefix + name + "/"
-        for name in sorted(filenames):
-            if prefix or name not in _OWN:
-                yield prefix + name
-
-
-def _stat_key(path: str) -> list[int]:
-    st = os.stat(path)
-    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
-
-
-def _stamp(entry: str) -> dict[str, list[int] | None]:
-    # A directory only has to be there: workers writing __pycache__ change its times.
-    return {relative: None if relative.endswith("/") else _stat_key(os.path.join(entry, relative))
-            for relative in _files(entry)}
+    caches (workers may write those beside the shipped copies), by relative "/"-separated
+    path: a file with its size, mtime, inode and ctime; a directory only has to be there
+    (workers writing __pycache__ change its times)."""
+    found: dict[str, list[int] | None] = {}
+    with os.scandir(os.path.join(entry, relative) if relative else entry) as scan:
+        for item in scan:
+            path = relative + item.name
+            if item.is_dir(follow_symlinks=False):
+                if item.name != "__pycache__":
+                    found[path + "/"] = None
+                    found.update(_stamp(entry, path + "/"))
+            elif relative or item.name not in _OWN:
+                st = item.stat(follow_symlinks=False)
+                found[path] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+    return found
 
 
 def _write_stamp(entry: str) -> None:
@@ -342,9 +335,10 @@ def prune(older_than: float, now: float | None = None) -> list[str]:
 
 def _stat_or_none(path: str) -> list[int] | None:
     try:
-        return _stat_key(path)
+        st = os.stat(path)
     except OSError:
         return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
 def index_path(key: str) -> str:

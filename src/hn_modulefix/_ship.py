@@ -18,7 +18,7 @@ from typing import Iterable
 
 from _hn_modulefix_boot import ENV_MANIFEST
 from hn_modulefix import __version__, _cache
-from hn_modulefix._bundle import PathLike, _installed_dirs, calling_script, plan, project_root, write_into
+from hn_modulefix._bundle import PathLike, calling_script, plan, project_root, write_into
 from hn_modulefix._finder import ShippedLoader
 from hn_modulefix._manifest import dump, sha256_bytes
 
@@ -49,8 +49,9 @@ def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
     script_paths = [os.path.realpath(os.fspath(script)) for script in scripts]
     project = os.path.realpath(os.fspath(root)) if root is not None else project_root(script_paths[0])
     extra = sorted(set(include))
-    # What the plan depends on besides the files: the request and the interpreter.
-    key = sha256_bytes(repr((script_paths, project, extra, sys.executable, sys.version, _installed_dirs(),
+    # What the plan depends on besides the files: the request and the interpreter (its
+    # sys.path tells which directories are installed ones).
+    key = sha256_bytes(repr((script_paths, project, extra, sys.executable, sys.version, sys.path,
                              __version__)).encode())[:24]
     recalled = _cache.recall(key)
     manifest = None
