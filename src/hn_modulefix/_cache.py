@@ -71,21 +71,31 @@ def bundles_dir() -> str:
     return directory
 
 
-def parse_age(text: str, where: str) -> float:
+def parse_age(text: str) -> float:
     """Seconds in `text`: a number with an optional unit s, m, h or d (default d)."""
     number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "d")
     try:
         seconds = float(number) * _UNITS[unit]
     except ValueError:
         seconds = -1.0
-    if not seconds >= 0 or seconds == float("inf"):
-        raise ValueError("%s=%r is not an age: give a number of days, or a number followed by s, m, h or d "
-                         "(e.g. 7d, 12h)" % (where, text))
+    if not 0 <= seconds < float("inf"):
+        raise ValueError("%r is not an age: give a number of days, or a number followed by s, m, h or d "
+                         "(e.g. 7d, 12h)" % (text,))
     return seconds
 
 
 def max_age() -> float:
-    return parse_age(os.environ.get(ENV_MAX_AGE) or DEFAULT_MAX_AGE, ENV_MAX_AGE)
+    try:
+        return parse_age(os.environ.get(ENV_MAX_AGE) or DEFAULT_MAX_AGE)
+    except ValueError as exc:
+        raise ValueError("%s=%s" % (ENV_MAX_AGE, exc)) from None
+
+
+def _age_argument(text: str) -> float:
+    try:
+        return parse_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # -- locks -------------------------------------------------------------------------------
@@ -393,7 +403,7 @@ def _age(seconds: float) -> str:
 def cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prune", action="store_true",
                         help="remove the bundles no live process uses that were last used longer ago than --older-than")
-    parser.add_argument("--older-than", metavar="AGE",
+    parser.add_argument("--older-than", metavar="AGE", type=_age_argument,
                         help="for --prune: a number of days, or a number with s, m, h or d "
                              "(default: $%s, else %s)" % (ENV_MAX_AGE, DEFAULT_MAX_AGE))
 
@@ -403,7 +413,7 @@ def cli_run(args: argparse.Namespace) -> int:
         print("hn-modulefix cache: error: --older-than goes with --prune", file=sys.stderr)
         return 2
     if args.prune:
-        older_than = parse_age(args.older_than, "--older-than") if args.older_than is not None else max_age()
+        older_than = args.older_than if args.older_than is not None else max_age()
         for digest in prune(older_than):
             print("removed %s" % digest)
         return 0
