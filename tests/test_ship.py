@@ -93,7 +93,7 @@ def test_ship_names_modules_from_the_project_root_not_the_working_directory(
 def test_without_a_marker_the_root_is_the_scripts_directory(hook_python: Path, tmp_path: Path) -> None:
     proj = project(tmp_path / "work", marker="")
     manifest = drive(hook_python, proj, tmp_path, cwd=tmp_path)
-    assert names(manifest) == {"modules/jobs/helper.py": ["helper"], "modules/run.py": ["run"]}
+    assert names(manifest) == {"modules/helper.py": ["helper"], "modules/run.py": ["run"]}
 
 
 def test_an_explicit_root_wins_and_a_script_outside_it_is_refused(
@@ -103,7 +103,7 @@ def test_an_explicit_root_wins_and_a_script_outside_it_is_refused(
     monkeypatch.delenv("HN_MODULEFIX_MANIFEST")
     proj = project(tmp_path)
     manifest = _ship.ship(proj / "jobs" / "run.py", root=proj / "jobs")
-    assert manifest is not None and names(manifest) == {"modules/jobs/helper.py": ["helper"], "modules/run.py": ["run"]}
+    assert manifest is not None and names(manifest) == {"modules/helper.py": ["helper"], "modules/run.py": ["run"]}
     with pytest.raises(BundleError, match="^%s lies outside the project root %s; give the root"
                        % (proj / "jobs" / "run.py", tmp_path / "other")):
         _ship.ship(proj / "jobs" / "run.py", root=tmp_path / "other")
