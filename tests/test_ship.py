@@ -370,3 +370,23 @@ def test_any_change_to_the_project_makes_the_new_bundle(in_process: Path, change
         del expected["modules/jobs/gone.py"]
     with pytest.warns(UserWarning, match="processes started from now on get"):
         assert shipped_files(_ship.ship(script)) == expected != first
+
+
+def test_a_file_changed_while_the_project_is_read_is_read_again(
+        in_process: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An editor saves helper.py just after the bundler read it: the bundle has the old bytes,
+    # the file's stat the new ones; the next ship() must not take that stat for the old bytes.
+    script = in_process / "jobs" / "run.py"
+    helper = in_process / "jobs" / "helper.py"
+    real_plan = _ship.plan
+
+    def plan_then_save(*args: object, **kwargs: object) -> object:
+        planned = real_plan(*args, **kwargs)  # type: ignore[arg-type]
+        helper.write_text("VALUE = 'helper 2'\n")
+        return planned
+
+    monkeypatch.setattr(_ship, "plan", plan_then_save)
+    assert shipped_files(_ship.ship(script))["modules/jobs/helper.py"] == "VALUE = 'helper 1'\n"
+    monkeypatch.setattr(_ship, "plan", real_plan)
+    with pytest.warns(UserWarning, match="processes started from now on get"):
+        assert shipped_files(_ship.ship(script))["modules/jobs/helper.py"] == "VALUE = 'helper 2'\n"
