@@ -171,10 +171,16 @@ while not os.path.exists(go):
     time.sleep(0.001)
 import hn_modulefix
 manifest = hn_modulefix.ship(sys.argv[2])
-for _ in range(3):  # workers start while the other drivers ship
+
+def worker():
     done = subprocess.run([sys.executable, "-c", %r], capture_output=True, text=True, cwd=sys.argv[3])
     assert done.returncode == 0 and done.stdout.startswith("helper 1|"), done.stderr
-print(manifest)
+
+for _ in range(3):  # workers start while the other drivers ship
+    worker()
+print(manifest, flush=True)
+sys.stdin.read()  # alive until the test lets it go
+worker()
 """ % WORKER
 
 
@@ -187,15 +193,25 @@ def test_eight_drivers_ship_the_same_script_at_once(hook_python: Path, tmp_path:
     go = tmp_path / "go"
     racer = write(tmp_path / "racer.py", RACER)
     drivers = [subprocess.Popen([str(hook_python), str(racer), str(go), str(proj / "jobs" / "run.py"), str(tmp_path)],
-                                env=cache_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                env=cache_env(tmp_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
                for _ in range(8)]
     time.sleep(0.5)  # all of them waiting at the barrier
     go.touch()
-    results = [(d.wait(timeout=300), d.stdout.read(), d.stderr.read()) for d in drivers]  # type: ignore[union-attr]
-    assert [code for code, _, _ in results] == [0] * 8, [err[-2000:] for _, _, err in results]
-    assert len({out for _, out, _ in results}) == 1 and len(entries(tmp_path)) == 1
+    manifests = {d.stdout.readline().strip() for d in drivers}  # type: ignore[union-attr]
+    entry = Path(manifests.pop()).parent.name
+    assert not manifests and entries(tmp_path) == [entry]
     bundles = tmp_path / "cache" / "hn_modulefix" / "bundles"
     assert [p.name for p in bundles.iterdir() if p.is_dir() and p.name.startswith(".")] == []  # nothing left over
+    # The entry in place is held by every driver alive: pruning spares it until the last one exits.
+    results = []
+    for left, driver in reversed(list(enumerate(drivers))):
+        pruned = cache_cli(tmp_path, "--prune", "--older-than", "0")
+        assert (pruned.returncode, pruned.stdout) == (0, ""), (left, pruned.stderr)
+        _, stderr = driver.communicate(timeout=120)
+        results.append((driver.returncode, stderr))
+    assert results == [(0, "")] * 8, [err[-2000:] for _, err in results]
+    assert cache_cli(tmp_path, "--prune", "--older-than", "0").stdout == "removed %s\n" % entry
 
 
 # -- pruning -----------------------------------------------------------------------------
@@ -216,29 +232,33 @@ def cache_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPro
     return run([sys.executable, "-m", "hn_modulefix", "cache", *args], cwd=tmp_path, env=cache_env(tmp_path, **env))
 
 
+@pytest.mark.parametrize("holder_finds", ["nothing", "the entry"])
 @pytest.mark.parametrize("pruner", ["ship", "cli"])
-def test_pruning_removes_old_unused_bundles_never_one_in_use(hook_python: Path, tmp_path: Path, pruner: str) -> None:
+def test_pruning_removes_old_unused_bundles_never_one_in_use(hook_python: Path, tmp_path: Path, pruner: str,
+                                                             holder_finds: str) -> None:
     proj = project(tmp_path)
     other = write(tmp_path / "other" / "job.py", "import hn_modulefix\nprint(hn_modulefix.ship())\n")
     third = write(tmp_path / "third" / "job.py", "import hn_modulefix\nprint(hn_modulefix.ship())\n")
+    if holder_finds == "the entry":
+        drive(hook_python, proj, tmp_path)  # the holder reuses it rather than writing it
     holder = subprocess.Popen([str(hook_python), "-c", HOLDER, str(proj / "jobs" / "run.py")], cwd=tmp_path,
                               env=cache_env(tmp_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         held = Path(holder.stdout.readline().strip())  # type: ignore[union-attr]
-        done = run([str(hook_python), str(other)], cwd=tmp_path, env=cache_env(tmp_path))
-        unused = Path(done.stdout.strip())
+        unused = Path(run([str(hook_python), str(other)], cwd=tmp_path, env=cache_env(tmp_path)).stdout.strip())
         age(held, 30)
         age(unused, 30)
-        assert sorted(entries(tmp_path)) == sorted([held.parent.name, unused.parent.name])
-        if pruner == "ship":
-            done = run([str(hook_python), str(third)], cwd=tmp_path, env=cache_env(tmp_path))
-            assert done.returncode == 0, done.stderr
-            kept = Path(done.stdout.strip()).parent.name
-        else:
+        assert entries(tmp_path) == sorted([held.parent.name, unused.parent.name])
+        # A third script, shipped now: its ship() prunes (default: 7 days), or not (100 days) and the CLI does.
+        done = run([str(hook_python), str(third)], cwd=tmp_path,
+                   env=cache_env(tmp_path, HN_MODULEFIX_CACHE_MAX_AGE="7d" if pruner == "ship" else "100d"))
+        assert done.returncode == 0, done.stderr
+        fresh = Path(done.stdout.strip()).parent.name
+        if pruner == "cli":
+            assert entries(tmp_path) == sorted([held.parent.name, unused.parent.name, fresh])
             done = cache_cli(tmp_path, "--prune")
             assert (done.returncode, done.stdout, done.stderr) == (0, "removed %s\n" % unused.parent.name, "")
-            kept = None
-        assert entries(tmp_path) == sorted(name for name in (held.parent.name, kept) if name)
+        assert entries(tmp_path) == sorted([held.parent.name, fresh])
         # The holder's workers still start on its bundle, with the project gone.
         (tmp_path / "proj").rename(tmp_path / "away")
         assert worker(hook_python, held, tmp_path)[0] == "helper 1"
@@ -248,7 +268,7 @@ def test_pruning_removes_old_unused_bundles_never_one_in_use(hook_python: Path, 
     assert holder.returncode == 0
     done = cache_cli(tmp_path, "--prune", "--older-than", "7d")
     assert (done.returncode, done.stdout) == (0, "removed %s\n" % held.parent.name), done.stderr
-    assert entries(tmp_path) == sorted(name for name in (kept,) if name)
+    assert entries(tmp_path) == [fresh]
 
 
 def test_cache_lists_entries_with_last_use_size_and_whether_in_use(hook_python: Path, tmp_path: Path) -> None:
