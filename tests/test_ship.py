@@ -306,10 +306,12 @@ def test_a_bad_age_is_named(tmp_path: Path) -> None:
         "by s, m, h or d (e.g. 7d, 12h)")
 
 
-def test_the_cache_is_private_to_its_user(hook_python: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("before", ["none", "v0.2's"])
+def test_the_cache_is_private_to_its_user(hook_python: Path, tmp_path: Path, before: str) -> None:
     proj = project(tmp_path)
-    (tmp_path / "cache" / "hn_modulefix").mkdir(parents=True, mode=0o755)  # as v0.2 left it
-    os.chmod(tmp_path / "cache" / "hn_modulefix", 0o755)
+    if before == "v0.2's":
+        (tmp_path / "cache" / "hn_modulefix").mkdir(parents=True)
+        os.chmod(tmp_path / "cache" / "hn_modulefix", 0o755)
     drive(hook_python, proj, tmp_path)
     assert stat.S_IMODE((tmp_path / "cache" / "hn_modulefix").stat().st_mode) == 0o700
 
