@@ -206,7 +206,7 @@ def test_eight_drivers_ship_the_same_script_at_once(hook_python: Path, tmp_path:
     go = tmp_path / "go"
     racer = write(tmp_path / "racer.py", RACER)
     drivers = [subprocess.Popen([str(hook_python), str(racer), str(go), str(proj / "jobs" / "run.py"), str(tmp_path)],
-                                env=cache_env(tmp_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                cwd=proj, env=cache_env(tmp_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
                for _ in range(8)]
     time.sleep(0.5)  # all of them waiting at the barrier
