@@ -201,10 +201,17 @@ worker()
 @pytest.mark.parametrize("start", ["empty", "damaged"])
 def test_eight_drivers_ship_the_same_script_at_once(hook_python: Path, tmp_path: Path, start: str) -> None:
     proj = project(tmp_path)
-    if start == "damaged":
-        damage(drive(hook_python, proj, tmp_path).parent, "manifest")
-    go = tmp_path / "go"
     racer = write(tmp_path / "racer.py", RACER)
+    if start == "damaged":  # the entry these drivers would use (their main script is racer.py)
+        first = tmp_path / "first"
+        for path in (first / "go", first / "go-staged"):
+            write(path)
+        done = subprocess.run([str(hook_python), str(racer), str(first / "go"), str(proj / "jobs" / "run.py"),
+                               str(first)], cwd=proj, env=cache_env(tmp_path), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        damage(Path(done.stdout.strip()).parent, "manifest")
+    go = tmp_path / "go"
     drivers = [subprocess.Popen([str(hook_python), str(racer), str(go), str(proj / "jobs" / "run.py"), str(tmp_path)],
                                 cwd=proj, env=cache_env(tmp_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
