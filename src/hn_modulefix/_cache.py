@@ -6,10 +6,13 @@ own beside the manifest:
 - ``.lock``: every process that exported the bundle holds a shared `flock` on it for the
   rest of its life; the pruner removes only an entry it can lock exclusively;
 - ``.used``: its mtime is the entry's last use;
-- ``.stamp``: written last, the size, mtime and inode of every file as written.
+- ``.stamp``: written last, the size, mtime, inode and ctime of every file as written.
 
 An entry is put in place whole (staged beside it, then renamed) and is never changed
-after; a reused entry is checked against its stamp and rewritten when it differs.
+after; a reused entry is checked against its stamp and rewritten when it differs.  The
+stamp stands in for each file's sha256 (measured on 2,502 files: 0.02-0.03 s against
+0.4 s); what it cannot see (bytes rotting on disk, times unchanged) the finder still
+refuses at import, by sha256.
 Entries are put in place and pruned under ``bundles/.install.lock``, so a complete entry
 another process uses is never replaced by a second copy of itself.
 
