@@ -109,19 +109,22 @@ def test_an_explicit_root_wins_and_a_script_outside_it_is_refused(
         _ship.ship(proj / "jobs" / "run.py", root=tmp_path / "other")
 
 
-def test_image_layer_and_ray_runtime_env_find_the_project_root(tmp_path: Path) -> None:
+def test_image_layer_and_ray_runtime_env_find_the_project_root_and_follow_the_umask(tmp_path: Path) -> None:
     proj = project(tmp_path / "work" / "src")
     script = proj / "jobs" / "run.py"
-    code = ("import json, sys\nimport modal, hn_modulefix\nfrom hn_modulefix._modal import image_layers\n"
+    code = ("import json, os, sys\nimport modal, hn_modulefix\nfrom hn_modulefix._modal import image_layers\n"
             "image = modal.Image.debian_slim(python_version='3.11').pipe(hn_modulefix.image_layer(script=%r))\n"
-            "shipped = [remote for layer in image_layers(image, '2025.06') for _, remote in layer.files\n"
-            "           if remote.startswith('/hn_modulefix/bundle/modules/')]\n"
+            "files = [pair for layer in image_layers(image, '2025.06') for pair in layer.files]\n"
+            "shipped = [remote for _, remote in files if remote.startswith('/hn_modulefix/bundle/modules/')]\n"
+            "local = [os.path.dirname(path) for path, remote in files if remote == '/hn_modulefix/bundle/manifest.json']\n"
             "env = hn_modulefix.ray_runtime_env(%r)\n"
-            "print(json.dumps([sorted(shipped), open(env['py_modules'][0] + '/manifest.json').read()]))\n"
+            "modes = [oct(os.stat(path).st_mode & 0o777) for path in local + env['py_modules'][:1]]\n"
+            "print(json.dumps([sorted(shipped), open(env['py_modules'][0] + '/manifest.json').read(), modes]))\n"
             % (str(script), str(script)))
-    done = run([sys.executable, "-c", code], cwd=tmp_path / "work")
+    done = run([sys.executable, "-c", "import os; os.umask(0o022)\n" + code], cwd=tmp_path / "work")
     assert done.returncode == 0, done.stderr[-3000:]
-    shipped, manifest = json.loads(done.stdout)
+    shipped, manifest, modes = json.loads(done.stdout)
+    assert modes == ["0o755", "0o755"]  # the bundles follow the umask: readable where they are copied to
     assert shipped == ["/hn_modulefix/bundle/modules/jobs/helper.py", "/hn_modulefix/bundle/modules/jobs/run.py"]
     assert [entry["names"] for entry in json.loads(manifest)["modules"]] == [["helper", "jobs.helper"],
                                                                             ["run", "jobs.run"]]
