@@ -407,7 +407,9 @@ def test_doctor_with_a_manifest_lists_every_file(hook_python: Path, job_manifest
     assert result.stdout.splitlines()[4:] == [
         "finder         installed at start-up by %s" % (site / "_hn_modulefix_boot.py"),
         "manifest       %s (from HN_MODULEFIX_MANIFEST): parses, 1 file" % job_manifest,
+        "kind           ahead-of-time (`hn-modulefix bundle`, bundle()): an original edited since bundling is refused",
         "  ok           modules/scripts/job.py  job, scripts.job",
+        "               here, job: the original %s" % (tmp_path / "proj" / "scripts" / "job.py"),
         *sitecustomize_rows(hook_python, tmp_path),
         "no problems found",
     ]
@@ -417,7 +419,7 @@ def test_doctor_with_a_manifest_lists_every_file(hook_python: Path, job_manifest
     result = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest))
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert lines[6] == "  CHANGED      modules/scripts/job.py  job, scripts.job"
+    assert lines[7] == "  CHANGED      modules/scripts/job.py  job, scripts.job"
     assert lines[-2:] == ["1 problem:",
                           "  %s (job, scripts.job): sha256 mismatch: the manifest lists %s, the file has %s "
                           "(changed after bundling); re-run `hn-modulefix bundle`"
@@ -425,11 +427,11 @@ def test_doctor_with_a_manifest_lists_every_file(hook_python: Path, job_manifest
                              hashlib.sha256(b"X = 2\n").hexdigest()[:12])]
     shipped.unlink()
     lines = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest)).stdout.splitlines()
-    assert lines[6] == "  MISSING      modules/scripts/job.py  job, scripts.job"
+    assert lines[7] == "  MISSING      modules/scripts/job.py  job, scripts.job"
     assert lines[-1] == "  %s (job, scripts.job): the file is missing; re-run `hn-modulefix bundle`" % shipped
     shipped.mkdir()  # there, but not readable as a file: bundling again is not what fixes that
     lines = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest)).stdout.splitlines()
-    assert lines[6] == "  UNREADABLE   modules/scripts/job.py  job, scripts.job"
+    assert lines[7] == "  UNREADABLE   modules/scripts/job.py  job, scripts.job"
     assert lines[-1] == "  %s (job, scripts.job): cannot read it: Is a directory" % shipped
 
 
@@ -476,9 +478,11 @@ def test_doctor_and_check_resolve_pythonpath_references_as_the_finder_does(hook_
 
     result = run([str(hook_python), "-m", "hn_modulefix", "doctor"], cwd=elsewhere, env=env)
     assert (result.returncode, result.stderr) == (0, ""), result.stdout
-    assert result.stdout.splitlines()[5:7] == [
+    assert result.stdout.splitlines()[5:9] == [
         "manifest       %s (from HN_MODULEFIX_MANIFEST=%s): parses, 1 file" % (manifest, reference),
-        "  ok           modules/job.py  job"]
+        "kind           ahead-of-time (`hn-modulefix bundle`, bundle()): an original edited since bundling is refused",
+        "  ok           modules/job.py  job",
+        "               here, job: the original %s" % (project / "job.py")]
 
     payload = elsewhere / "point.pkl"
     payload.write_bytes(b"\x80\x04\x8c\x03job\x8c\x05Point\x93.")

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Iterable, Sequence, Union
 
 from _hn_modulefix_boot import NAMES_FILE
-from hn_modulefix._manifest import MANIFEST_NAME, Manifest, Source, dump, dump_names, is_module_name, sha256_bytes
+from hn_modulefix._manifest import (MANIFEST_NAME, Manifest, Source, dump, dump_names, enclosing, is_module_name,
+                                    sha256_bytes)
 
 PathLike = Union[str, "os.PathLike[str]"]
 MODULES_DIR = "modules"
@@ -399,8 +400,22 @@ def plan(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
         raise BundleError("cannot read %s: %s" % (exc.filename, exc.strerror or exc)) from exc
 
 
-def write(planned: Sequence[_Planned], out: PathLike) -> Path:
-    """Write the planned files, manifest.json and names.txt into `out`; return the manifest path."""
+def _roots(planned: Sequence[_Planned], snapshot: bool) -> set[str]:
+    """The directories the bundle comes from: each one its files are importable from
+    under their names, and for a snapshot the running driver's main script's (its spawn
+    children run that script again, with that directory first on sys.path)."""
+    roots = {enclosing(item.path, item.package, name.count(".") + 1) for item in planned for name in item.names}
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if snapshot and isinstance(main, str) and main.endswith(".py"):
+        roots.add(os.path.dirname(os.path.realpath(main)))
+    return roots
+
+
+def write(planned: Sequence[_Planned], out: PathLike, *, snapshot: bool = False) -> Path:
+    """Write the planned files, manifest.json and names.txt into `out`; return the manifest path.
+
+    `snapshot`: the bundle is made by the running driver of the bytes it runs (see
+    hn_modulefix._manifest), not ahead of time."""
     out_path = os.path.abspath(os.fspath(out))
     parent = os.path.dirname(out_path)
     os.makedirs(parent, exist_ok=True)
@@ -414,7 +429,7 @@ def write(planned: Sequence[_Planned], out: PathLike) -> Path:
                 f.write(item.data)
             sources.append(source)
         with open(os.path.join(staging, MANIFEST_NAME), "w", encoding="utf-8") as f:
-            f.write(dump(sources))
+            f.write(dump(sources, snapshot, _roots(planned, snapshot)))
         with open(os.path.join(staging, NAMES_FILE), "w", encoding="utf-8") as f:
             f.write(dump_names(Manifest(os.path.join(staging, MANIFEST_NAME), sources)))
         _replace_dir(staging, out_path)

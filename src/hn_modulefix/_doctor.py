@@ -2,7 +2,8 @@
 
 It reports what decides whether a process started here gets the finder: the start-up
 flags, the .pth hook in site-packages and the boot module it imports, the manifest and
-the hash of every file it lists, and every `sitecustomize` on sys.path.  Whether the hook
+the hash of every file it lists and where the finder would load it from in this process
+(asked of the finder's own rule, executing nothing), and every `sitecustomize` on sys.path.  Whether the hook
 installed the finder at start is asked of a fresh interpreter with the same executable,
 flags and environment: in this process the CLI's own imports may have installed it.
 """
@@ -18,8 +19,9 @@ from importlib.machinery import PathFinder
 from _hn_modulefix_boot import ENV_MANIFEST as _ENV_MANIFEST
 from _hn_modulefix_boot import ON_PYTHONPATH as _ON_PYTHONPATH
 from hn_modulefix._hook import PTH_NAME as _PTH_NAME
+from hn_modulefix._finder import Resolution, Resolver
 from hn_modulefix._hook import START_NAME as _START_NAME
-from hn_modulefix._manifest import ManifestError, Source, SourceChanged, load, locate, read_matching, read_verified
+from hn_modulefix._manifest import ManifestError, Source, SourceChanged, load, locate, read_verified
 
 _BOOT = "_hn_modulefix_boot"
 _ASK_FINDER = ("import sys\n"
@@ -80,17 +82,13 @@ def _site_dirs() -> list[str]:
     return list(unique.values())
 
 
-def _source_problem(source: Source) -> tuple[str, str, str | None]:
+def _source_problem(source: Source, here: Resolution) -> tuple[str, str, str | None]:
     """The state of one listed file, the file it concerns, and what is wrong with it and
-    the fix (None when nothing)."""
-    if source.original is not None:
-        try:
-            read_matching(source.original, source.sha256)
-        except SourceChanged:
-            # Workers here would find the driver's file edited: they refuse to run the old copy.
-            return "STALE", source.original, "changed since it was bundled; re-run `hn-modulefix bundle`"
-        except OSError:
-            pass  # not on this machine: the shipped copy is what counts
+    the fix (None when nothing); `here` is where it loads from in this process."""
+    if here.kind == "refused" and here.location == source.original:
+        # Workers here would find the driver's file edited: they refuse to run the old copy.
+        return "STALE", source.original, "changed since it was bundled; re-run `hn-modulefix bundle`"
+    # The shipped copy counts wherever the original is not: on other machines too.
     try:
         read_verified(source)
     except FileNotFoundError:
@@ -102,6 +100,21 @@ def _source_problem(source: Source) -> tuple[str, str, str | None]:
         return "CHANGED", source.path, ("sha256 mismatch: the manifest lists %s, the file has %s (changed after "
                                         "bundling); re-run `hn-modulefix bundle`" % (exc.listed[:12], exc.found[:12]))
     return "ok", source.path, None
+
+
+def _where(name: str, here: Resolution) -> str:
+    """Where the finder would load `name` from in this process, in words."""
+    if here.kind == "path":
+        where = "%s, found on sys.path with the listed bytes" % here.location
+    elif here.kind == "original":
+        where = "the original %s" % here.location
+    elif here.kind == "shipped":
+        where = "the shipped copy" + (" (%s)" % here.reason if here.reason else "")
+    elif here.kind == "foreign":
+        where = "not answered: this program keeps its own %s (%s)" % (here.location, here.reason)
+    else:
+        where = "REFUSED: %s: %s" % (here.location, here.reason)
+    return "here, %s: %s" % (name, where)
 
 
 def _finder_at_start() -> tuple[str | None, str]:
@@ -162,10 +175,16 @@ def _manifest_rows(doc: _Doctor, reference: str) -> None:
     count = len(manifest.sources)
     doc.row("manifest", "%s (from %s): parses, %d file%s"
             % (manifest.path, source_of, count, "" if count == 1 else "s"))
+    doc.row("kind", "snapshot (made by the running driver): a file with other bytes at an original path is "
+            "passed over for the shipped copy" if manifest.snapshot else "ahead-of-time (`hn-modulefix bundle`, "
+            "bundle()): an original edited since bundling is refused")
     width = max([len(source.relpath) for source in manifest.sources] + [0])
+    resolver = Resolver(manifest)
     for source in manifest.sources:
-        state, where, problem = _source_problem(source)
+        here = resolver.resolve_fresh(source.names[0])
+        state, where, problem = _source_problem(source, here)
         doc.lines.append("  %-12s %-*s  %s" % (state, width, source.relpath, ", ".join(source.names)))
+        doc.more(_where(source.names[0], here))
         if problem is not None:
             doc.problems.append("%s (%s): %s" % (where, ", ".join(source.names), problem))
 

@@ -65,7 +65,7 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
         return _unchanged
     if not remote_dir.startswith("/"):
         raise ValueError("image_layer(remote_dir=%r): must be an absolute path in the container" % remote_dir)
-    from hn_modulefix._bundle import bundle, calling_script
+    from hn_modulefix._bundle import calling_script, plan, write
 
     if script is None:
         script = calling_script(caller, "image_layer(script=)")
@@ -73,7 +73,10 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
     staging = tempfile.mkdtemp(prefix="hn_modulefix-image-")
     # Modal reads local files when the app runs, after this returns: keep them until exit.
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
-    manifest = bundle(script, *extra, out=os.path.join(staging, "bundle"), root=root, include=include)
+    # A snapshot: the container runs the bytes this process read now, whatever lies at
+    # the original paths there.
+    manifest = write(plan(script, *extra, root=root, include=include), os.path.join(staging, "bundle"),
+                     snapshot=True)
     lib = os.path.join(staging, "lib")
     stage(lib)
     remote_dir = remote_dir.rstrip("/")

@@ -53,7 +53,7 @@ def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
     try:
         load(str(manifest))
     except ManifestError:
-        manifest = write(planned, out)
+        manifest = write(planned, out, snapshot=True)
     previous = os.environ.get(ENV_MANIFEST)
     if previous and os.path.abspath(previous) != str(manifest):
         warnings.warn("hn_modulefix.ship(): %s was %s; processes started from now on get %s instead"
