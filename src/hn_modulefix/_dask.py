@@ -239,8 +239,9 @@ def dask_plugin(*scripts: PathLike, root: PathLike | None = None, include: Itera
     planned = plan(*scripts, root=root, include=include)
     staging = tempfile.mkdtemp(prefix="hn_modulefix-dask-")
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
-    # Note for the merge with the snapshot rule: write(..., snapshot=True).
-    manifest = write(planned, os.path.join(staging, "bundle"))
+    # A snapshot: a worker holding other files at the driver's paths (an older checkout)
+    # runs the bytes this driver read now.
+    manifest = write(planned, os.path.join(staging, "bundle"), snapshot=True)
     stage(os.path.join(staging, "lib"), pth=False, sitecustomize=True)
     os.mkdir(os.path.join(staging, "hook"))
     os.rename(os.path.join(staging, "lib", "sitecustomize.py"), os.path.join(staging, "hook", "sitecustomize.py"))

@@ -4,15 +4,20 @@ per step: {"step": NAME, "out": ...} or {"step": NAME, "error": "Type: message"}
     dask_driver.py SRC PROJECT SCENARIO [ADDRESS]
 
 SRC: where hn_modulefix's source is (on sys.path here; a LocalCluster's workers inherit
-sys.path, a `dask worker` does not).  SCENARIO:
+sys.path, a `dask worker` does not).  PROJECT: the project, its script in scripts/.
+SCENARIO:
 
-- "before": a LocalCluster started first, then the script imported as `modal run` imports
-  it; red, then a worker made to import an older tiles.py (OLD_TILES, another directory),
-  then the plugin, a restart in the middle of a run, a worker that joins later.
-- "ship-before": a LocalCluster started first, then ship(): red until client.restart().
+- "before-none", "before-plugin", "before-ship": a LocalCluster started first, then the
+  script imported as `modal run` imports it; then nothing, the plugin, or ship() and
+  client.restart().  With the plugin: a worker made to import an older tiles.py first
+  (OLD_TILES, another directory), a restart in the middle of a run, a worker that joins.
 - "after-none", "after-ship": the script loaded by file location (no sys.path entry for
   spawned workers to inherit), then maybe ship(), then a LocalCluster.
-- "address": connect to ADDRESS; red, then the plugin, then doctor on the worker.
+- "address-none", "address-plugin": connect to ADDRESS, import the script as `modal run`
+  does; with the plugin, also where the workers run and doctor's report from each.
+
+A worker that cannot unpickle a task stops reading the scheduler's stream and never
+answers: red runs end with a TimeoutError, the ModuleNotFoundError is on stderr.
 """
 
 import importlib
@@ -73,6 +78,14 @@ def import_old_tiles():
 
 def register(client, tiles):
     return client.register_plugin(hn_modulefix.dask_plugin(tiles.__file__, root=project))
+
+
+def namespaces():
+    return {"pid": os.getpid(), "mnt": os.readlink("/proc/self/ns/mnt"), "pidns": os.readlink("/proc/self/ns/pid")}
+
+
+def where(client):
+    return {"driver": namespaces(), "workers": list(client.run(namespaces).values())}
 
 
 def events(client):
@@ -138,6 +151,7 @@ def main():
             else:
                 step("plugin", register, client, tiles)
                 step("run", tiles.run, client)
+                step("where", where, client)
                 step("doctor", lambda: list(client.run(hn_modulefix.doctor_report).values()))
 
 
