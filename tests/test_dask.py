@@ -130,6 +130,8 @@ def test_plugin_reaches_restarted_and_joining_workers(local_runs: Path) -> None:
     assert not set(restart["run"]["pids"]) & set(first), restart
     assert_green(out["joined"], expected, driver, err)
     assert not set(out["joined"]["out"]["pids"]) & set(first + restart["run"]["pids"]), out["joined"]
+    # Unregistered, the worker side takes its finder and environment away again.
+    assert out["unregistered"]["out"] == [{"environ": None, "finders": []}] * 2, out["unregistered"]
 
 
 @pytest.mark.slow
@@ -176,6 +178,9 @@ def test_scheduler_and_worker_nodes(checkout: str, bare_python: Path, short_tmp:
     (shipped,) = green["run"]["out"]["files"]
     parts = Path(shipped).relative_to(dirs["worker_tmp"]).parts
     assert parts[0] == "hn_modulefix-dask-%d" % os.getuid() and parts[2:] == ("bundle", "modules", "scripts", "tiles.py")
+    # A process the worker starts gets the modules through the environment it inherits.
+    (child,) = green["child"]["out"]
+    assert (child["pid"], child["stdout"], child["stderr"]) == (worker["pid"], shipped + "\n", ""), child
     (report,) = green["doctor"]["out"]
     manifest = dirs["worker_tmp"] / parts[0] / parts[1] / "bundle" / "manifest.json"
     assert "%s (from HN_MODULEFIX_MANIFEST): parses, 2 files" % manifest in report, report
@@ -201,3 +206,24 @@ def test_check_a_task_argument(import_state: None) -> None:
     plugin = hn_modulefix.dask_plugin(tiles.__file__, root=scripts.parent)
     green = hn_modulefix.check(payload, manifest=plugin.manifest)  # type: ignore[attr-defined]
     assert green.ok and [m.status for m in green.modules if m.module == "tiles"] == ["bundle"], green.report()
+
+
+def test_the_drivers_own_process_is_left_alone(import_state: None) -> None:
+    """A LocalCluster's scheduler, and its workers with processes=False, run in the
+    driver's process: the plugin unpacks, installs and exports nothing there, and the
+    driver's modules stay the ones it imported."""
+    import importlib
+
+    from distributed import Client, LocalCluster
+
+    import hn_modulefix
+
+    scripts = REPO / "tests" / "scenarios" / "dask_user" / "scripts"
+    sys.path.insert(0, str(scripts))
+    tiles = importlib.import_module("tiles")
+    meta_path, environ = list(sys.meta_path), dict(os.environ)
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        client.register_plugin(hn_modulefix.dask_plugin(tiles.__file__, root=scripts.parent))
+        out = tiles.run(client)
+    assert out["pids"] == [os.getpid()] and out["files"] == [tiles.__file__]
+    assert sys.modules["tiles"] is tiles and sys.meta_path == meta_path and dict(os.environ) == environ

@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -88,6 +89,18 @@ def where(client):
     return {"driver": namespaces(), "workers": list(client.run(namespaces).values())}
 
 
+def child_imports():
+    # A process the worker starts: only the environment it inherits can bring the modules.
+    done = subprocess.run([sys.executable, "-c", "import tiles, units; print(tiles.__file__)"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    return {"pid": os.getpid(), "stdout": done.stdout, "stderr": done.stderr[-2000:]}
+
+
+def hn_modulefix_state():
+    return {"environ": os.environ.get("HN_MODULEFIX_MANIFEST"),
+            "finders": [repr(f) for f in sys.meta_path if getattr(f, "_hn_modulefix_finder", False)]}
+
+
 def events(client):
     # Workers send their events to the scheduler in the background.
     deadline = time.monotonic() + 10
@@ -131,6 +144,8 @@ def main():
             step("run", tiles.run, client)
             step("restart", restart_mid_run, client, tiles)
             step("joined", on_new_worker, cluster, client, tiles)
+            client.unregister_worker_plugin("hn_modulefix")
+            step("unregistered", lambda: list(client.run(hn_modulefix_state).values()))
     elif scenario == "before-ship":
         with local_cluster() as cluster, Client(cluster) as client:
             tiles = import_like_modal_run()
@@ -152,6 +167,7 @@ def main():
                 step("plugin", register, client, tiles)
                 step("run", tiles.run, client)
                 step("where", where, client)
+                step("child", lambda: list(client.run(child_imports).values()))
                 step("doctor", lambda: list(client.run(hn_modulefix.doctor_report).values()))
 
 
