@@ -96,8 +96,10 @@ class _Shipped:
     name = "hn_modulefix"
     idempotent = False  # registering again replaces the bundle everywhere
     kind = ""
-    manifest = ""
-    _state: dict[str, Any]
+
+    def __init__(self, state: dict[str, Any], manifest: str) -> None:
+        self._state = state
+        self.manifest = manifest  # where this process has the bundle
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (eval, (_RESTORE, {"unpack": _UNPACK, "space": {}, "state": dict(self._state, kind=self.kind)}))
@@ -111,10 +113,9 @@ class _Shipped:
 
 def _restore(state: dict[str, Any], unpack: Callable[[dict[str, Any]], str]) -> _Shipped:
     cls = _plugin_classes()[state["kind"]]
-    plugin: _Shipped = cls.__new__(cls)
-    plugin._state = {k: v for k, v in state.items() if k != "kind"}
-    plugin.manifest = state["manifest"] if plugin._here() else os.path.join(unpack(state), "bundle", MANIFEST_NAME)
-    return plugin
+    state = {k: v for k, v in state.items() if k != "kind"}
+    here = state["token"] in _made_here
+    return cls(state, state["manifest"] if here else os.path.join(unpack(state), "bundle", MANIFEST_NAME))
 
 
 def _drop_stale(manifest: str) -> list[str]:
@@ -182,10 +183,10 @@ def _report_stale(stale: list[str], where: str, log_event: Any) -> None:
         log_event(EVENT_TOPIC, {"action": "dropped-stale", "where": where, "modules": stale})
 
 
-_classes: dict[str, type] = {}
+_classes: dict[str, type[_Shipped]] = {}
 
 
-def _plugin_classes() -> dict[str, type]:
+def _plugin_classes() -> dict[str, type[_Shipped]]:
     """The plugin classes, made on first use: they subclass distributed's, an optional
     dependency.  Their instances pickle through `_Shipped.__reduce__`, never by class name."""
     if _classes:
@@ -212,9 +213,10 @@ def _plugin_classes() -> dict[str, type]:
             if not self._here():
                 # The scheduler starts no user processes: nothing to export.
                 _report_stale(_activate(self.manifest, export=False), "the scheduler", scheduler.log_event)
-            worker_side = DaskWorkerPlugin.__new__(DaskWorkerPlugin)
-            worker_side._state = self._state
-            responses = await scheduler.register_worker_plugin(comm=None, plugin=dumps(worker_side),
+            if self.name in scheduler.plugins:
+                scheduler.remove_plugin(name=self.name)  # replaced, not a conflict to warn about
+            worker_side = DaskWorkerPlugin(self._state, self.manifest)
+            responses = await scheduler.register_worker_plugin(comm=None, plugin=dumps(worker_side),  # type: ignore[no-untyped-call]
                                                                name=self.name, idempotent=False)
             failed = ["%s: %s" % (address, response.get("exception_text", response))
                       for address, response in sorted(responses.items()) if response.get("status") != "OK"]
@@ -258,8 +260,5 @@ def dask_plugin(*scripts: PathLike, root: PathLike | None = None, include: Itera
     payload = buffer.getvalue()
     token = uuid.uuid4().hex
     _made_here.add(token)
-    cls = _plugin_classes()["scheduler"]
-    plugin: _Shipped = cls.__new__(cls)
-    plugin._state = {"payload": payload, "digest": sha256_bytes(payload), "token": token, "manifest": str(manifest)}
-    plugin.manifest = str(manifest)
-    return plugin  # type: ignore[return-value]
+    state = {"payload": payload, "digest": sha256_bytes(payload), "token": token, "manifest": str(manifest)}
+    return _plugin_classes()["scheduler"](state, str(manifest))  # type: ignore[return-value]
