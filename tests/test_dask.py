@@ -225,5 +225,5 @@ def test_the_drivers_own_process_is_left_alone(import_state: None) -> None:
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
         client.register_plugin(hn_modulefix.dask_plugin(tiles.__file__, root=scripts.parent))
         out = tiles.run(client)
-    assert out["pids"] == [os.getpid()] and out["files"] == [tiles.__file__]
-    assert sys.modules["tiles"] is tiles and sys.meta_path == meta_path and dict(os.environ) == environ
+        assert out["pids"] == [os.getpid()] and out["files"] == [tiles.__file__]
+        assert sys.modules["tiles"] is tiles and sys.meta_path == meta_path and dict(os.environ) == environ
