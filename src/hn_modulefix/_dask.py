@@ -239,7 +239,7 @@ def dask_plugin(*scripts: PathLike, root: PathLike | None = None, include: Itera
     if not scripts:
         scripts = (calling_script(sys._getframe(1).f_globals, "dask_plugin()"),)
     planned = plan(*scripts, root=root, include=include)
-    staging = tempfile.mkdtemp(prefix="hn_modulefix-dask-")
+    staging = tempfile.mkdtemp(prefix="hn_modulefix-dask-plugin-")
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
     # A snapshot: a worker holding other files at the driver's paths (an older checkout)
     # runs the bytes this driver read now.
