@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -81,6 +82,9 @@ def main() -> None:
 
     options = dict(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                    dashboard_address=":0")
+    # Workers unpack each plugin (the 2,500-file one is large) into their temp dir: this one.
+    os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="hn_modulefix-bench-")
+    tempfile.tempdir = None
     with LocalCluster(**options) as cluster_a, Client(cluster_a) as a, \
             LocalCluster(**options) as cluster_b, Client(cluster_b) as b:
         sys.path.insert(0, str(SCRIPTS))  # after the clusters: their workers do not inherit it
@@ -109,6 +113,7 @@ def main() -> None:
             print("registration, %s (%d files bundled), median of %d: dask_plugin() %.3f s, "
                   "register_plugin() %.3f s; pickled plugin %d bytes"
                   % (what, files, REGISTRATIONS, made, registered, size))
+    shutil.rmtree(os.environ["TMPDIR"], ignore_errors=True)
 
 if __name__ == "__main__":
     os.environ.pop("HN_MODULEFIX_MANIFEST", None)  # only the plugin may bring the modules to A

@@ -65,8 +65,9 @@ def local_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
               # A red run waits out its timeout: both at once.
               "for s in %s; do %s & done; wait\n" % (" ".join(LOCAL_RED), run)
               + "for s in %s; do %s; done\n" % (" ".join(LOCAL_GREEN), run))
+    (tmp / "tmp").mkdir()  # where the workers unpack the plugin: removed with the test's files
     in_namespace(script, tmp, PY=sys.executable, DRIVER=str(DRIVER), SRC=str(REPO / "src"), PROJECT=str(project),
-                 OLD_TILES=str(old / "scripts"))
+                 OLD_TILES=str(old / "scripts"), TMPDIR=str(tmp / "tmp"))
     return tmp
 
 
