@@ -68,11 +68,13 @@ def in_namespace(script: str, tmp: Path, *, timeout: float = 900, **env: str) ->
     return result.stdout
 
 
-def node(command: str, log: str, *, hide: Iterable[Path] = (), bind: Mapping[Path, Path] = {}) -> str:
+def node(command: str, log: str, *, hide: Iterable[Path] = (), bind: Mapping[Path, Path] = {},
+         own_pids: bool = False) -> str:
     """A shell line that starts `command` in the background as another node: in its own
     mount namespace, with an empty tmpfs over each directory in `hide` and each target in
-    `bind` showing its source directory.  Its stdout and stderr go to the file `log` (a
-    shell word: "$OUT/node.txt" expands).  Its pid is in $! on the next line.
+    `bind` showing its source directory; with `own_pids`, in its own PID namespace too.
+    Its stdout and stderr go to the file `log` (a shell word: "$OUT/node.txt" expands).
+    Its pid is in $! on the next line.
 
     `command` runs with `exec` in a `sh -c` of its own, so shell variables of the
     scenario must be exported (the environment of `in_namespace` is) to reach it.
@@ -81,7 +83,8 @@ def node(command: str, log: str, *, hide: Iterable[Path] = (), bind: Mapping[Pat
     mounts += ["mount --bind %s %s" % (shlex.quote(str(source)), shlex.quote(str(target)))
                for target, source in bind.items()]
     inner = " && ".join(mounts + ["exec " + command])
-    return "unshare -m sh -c %s > %s 2>&1 &\n" % (shlex.quote(inner), log)
+    pids = " -p -f --mount-proc" if own_pids else ""
+    return "unshare -m%s sh -c %s > %s 2>&1 &\n" % (pids, shlex.quote(inner), log)
 
 
 def wait_until(condition: str, timeout: float, what: str | None = None) -> str:

@@ -144,7 +144,7 @@ def record_module(tmp_path: Path, import_state: None, monkeypatch: pytest.Monkey
 
 SHIP_IT = ("ship it: bundle the script that imports it (`hn-modulefix bundle SCRIPT -o DIR`) and give the workers "
            "HN_MODULEFIX_MANIFEST=DIR/manifest.json (Modal: hn_modulefix.image_layer(); "
-           "Ray: hn_modulefix.ray_runtime_env())")
+           "Ray: hn_modulefix.ray_runtime_env(); Dask: client.register_plugin(hn_modulefix.dask_plugin()))")
 
 
 def test_cloudpickle_payload_fails_without_and_passes_with_a_bundle(record_module, tmp_path: Path) -> None:

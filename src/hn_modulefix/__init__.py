@@ -16,6 +16,8 @@ __all__ = [
     "__version__",
     "bundle",
     "check",
+    "dask_plugin",
+    "doctor_report",
     "emulate",
     "image_layer",
     "install",
@@ -31,6 +33,8 @@ _LAZY = {
     "CheckResult": "hn_modulefix._check",
     "ModuleCheck": "hn_modulefix._check",
     "check": "hn_modulefix._check",
+    "dask_plugin": "hn_modulefix._dask",
+    "doctor_report": "hn_modulefix._doctor",
     "ManifestError": "hn_modulefix._manifest",
     "install": "hn_modulefix._finder",
     "uninstall": "hn_modulefix._finder",
@@ -44,6 +48,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from hn_modulefix._bundle import BundleError, bundle
     from hn_modulefix._check import CheckError, CheckResult, ModuleCheck, check
+    from hn_modulefix._dask import dask_plugin
+    from hn_modulefix._doctor import doctor_report
     from hn_modulefix._emulate import emulate
     from hn_modulefix._finder import install, uninstall
     from hn_modulefix._manifest import ManifestError

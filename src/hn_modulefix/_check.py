@@ -35,7 +35,9 @@ from _hn_modulefix_boot import ENV_MANIFEST as _ENV_MANIFEST
 
 PathLike = Union[str, "os.PathLike[str]"]
 _PROBE_TIMEOUT = 600.0  # seconds; importing a stack like daft + torch can take a while
-_ALTERNATIVES = "Modal: hn_modulefix.image_layer(); Ray: hn_modulefix.ray_runtime_env()"
+_ALTERNATIVES = (
+    "Modal: hn_modulefix.image_layer(); Ray: hn_modulefix.ray_runtime_env(); "
+    "Dask: client.register_plugin(hn_modulefix.dask_plugin())")
 
 
 # Name -> (module, its dumps function, what it is), in the order check() tries them when no

@@ -266,14 +266,20 @@ def cli_arguments(parser: argparse.ArgumentParser) -> None:
     pass
 
 
+def _text(lines: list[str], problems: list[str]) -> str:
+    if not problems:
+        return "\n".join(lines + ["no problems found"])
+    return "\n".join(lines + ["%d problem%s:" % (len(problems), "" if len(problems) == 1 else "s")]
+                     + ["  " + problem for problem in problems])
+
+
+def doctor_report() -> str:
+    """What `hn-modulefix doctor` prints, for the process this runs in: on Dask's workers,
+    ``client.run(hn_modulefix.doctor_report)``."""
+    return _text(*doctor())
+
+
 def cli_run(args: argparse.Namespace) -> int:
     lines, problems = doctor()
-    for line in lines:
-        print(line)
-    if not problems:
-        print("no problems found")
-        return 0
-    print("%d problem%s:" % (len(problems), "" if len(problems) == 1 else "s"))
-    for problem in problems:
-        print("  " + problem)
-    return 1
+    print(_text(lines, problems))
+    return 1 if problems else 0
