@@ -23,6 +23,10 @@ import pytest
 from _nodes import bare_python, in_namespace, needs_namespace, node, short_tmp, wait_until  # noqa: F401 (fixtures)
 from _support import REPO
 
+# Loaded before any test's import_state snapshot, so never dropped by one: the plugin module
+# remembers which plugins this process made, and hn_modulefix.dask_plugin stays bound to it.
+import hn_modulefix._dask  # noqa: F401,E402
+
 DRIVER = REPO / "tests" / "scenarios" / "dask_driver.py"
 LOCAL_RED = ["before-none", "after-none"]
 LOCAL_GREEN = ["before-plugin", "before-ship", "after-ship"]

@@ -189,9 +189,12 @@ _classes: dict[str, type[_Shipped]] = {}
 def _plugin_classes() -> dict[str, type[_Shipped]]:
     """The plugin classes, made on first use: they subclass distributed's, an optional
     dependency.  Their instances pickle through `_Shipped.__reduce__`, never by class name."""
-    if _classes:
-        return _classes
     from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
+
+    # Made again if distributed was imported afresh (its base classes are new objects):
+    # Dask checks plugins with isinstance against the classes it has now.
+    if _classes and issubclass(_classes["scheduler"], SchedulerPlugin):
+        return _classes
     from distributed.protocol.pickle import dumps
 
     class DaskWorkerPlugin(_Shipped, WorkerPlugin):
