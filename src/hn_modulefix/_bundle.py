@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import bisect
+import functools
 import os
 import shutil
 import sys
@@ -18,7 +20,7 @@ import sysconfig
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Optional, Sequence, Tuple, Union
 
 from _hn_modulefix_boot import NAMES_FILE
 from hn_modulefix._manifest import MANIFEST_NAME, Manifest, Source, dump, dump_names, is_module_name, sha256_bytes
@@ -96,40 +98,135 @@ def _locate(name: str, roots: Sequence[str]) -> list[tuple[str, bool]]:
     return []
 
 
-def _imported_names(tree: ast.AST, package: str) -> set[str]:
-    """Module names an AST may import; `package` resolves relative imports."""
+# An import as the bundler sees it: (level, module, from-names); from-names is None for
+# `import module` and for `importlib.import_module("module")` or `__import__("module")`.
+_Import = Tuple[int, str, Optional[Tuple[str, ...]]]
+# Fields of compound statements that hold statements (or handlers and cases, which do).
+_BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
+_IMPORTERS = ("import_module", "__import__")
+
+
+def _scan(data: bytes, path: str) -> list[_Import]:
+    """The imports in a file's source: statements at any depth (inside functions,
+    classes, conditionals, try blocks) and calls of `import_module` or `__import__` with
+    a literal module name.  Raises BundleError for a syntax error."""
+    try:
+        tree = ast.parse(data, filename=path)
+    except SyntaxError as exc:
+        raise BundleError("%s:%s: syntax error: %s" % (path, exc.lineno, exc.msg)) from exc
+    # Import statements sit in statement lists only, and a call of an importer by name
+    # on a line whose text names it: walking the statements, and the expressions of
+    # those lines only, rather than every node of the tree, keeps a large closure fast.
+    lines = _importer_lines(data)
+    found: list[_Import] = []
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is ast.Import:
+            found.extend((0, alias.name, None) for alias in node.names)  # type: ignore[attr-defined]
+            continue
+        if kind is ast.ImportFrom:
+            found.append((node.level or 0, node.module or "",  # type: ignore[attr-defined]
+                          tuple(alias.name for alias in node.names)))  # type: ignore[attr-defined]
+            continue
+        fields = _fields.get(kind)
+        if fields is None:
+            fields = _fields[kind] = (tuple(f for f in kind._fields if f in _BLOCKS),
+                                      tuple(f for f in kind._fields if f not in _BLOCKS))
+        blocks, others = fields
+        for field in blocks:
+            stack.extend(getattr(node, field))
+        if lines and _spans(node, lines):
+            for field in others:
+                value = getattr(node, field)
+                for part in value if isinstance(value, list) else (value,):
+                    if isinstance(part, ast.AST):
+                        found.extend(_importer_calls(part))
+    return found
+
+
+# Per node type: its fields that are _BLOCKS, and the others.
+_fields: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _importer_lines(data: bytes) -> list[int] | None:
+    """The sorted numbers of the lines whose text names an importer (None: every line
+    may, when a non-ASCII identifier could spell one after NFKC normalization)."""
+    if not data.isascii():
+        import unicodedata
+        from importlib.util import decode_source
+
+        text = unicodedata.normalize("NFKC", decode_source(data))
+        if any(text.count(called) != data.count(called.encode()) for called in _IMPORTERS):
+            return None
+    if b"\r" in data:  # the parser counts "\r\n", "\r" and "\n" as one line end each
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    lines = set()
+    for called in _IMPORTERS:
+        word = called.encode()
+        at = data.find(word)
+        while at >= 0:
+            lines.add(data.count(b"\n", 0, at) + 1)
+            at = data.find(word, at + len(word))
+    return sorted(lines)
+
+
+def _spans(node: ast.AST, lines: list[int] | None) -> bool:
+    """Whether `node` (a statement, handler or case) starts or ends on one of `lines`, or
+    between (None: all lines), decorators included."""
+    first = getattr(node, "lineno", None)
+    if lines is None or first is None:  # a match case has no position
+        return True
+    decorators = getattr(node, "decorator_list", None)
+    if decorators:
+        first = min(first, decorators[0].lineno)
+    at = bisect.bisect_left(lines, first)
+    return at < len(lines) and lines[at] <= (getattr(node, "end_lineno", None) or first)
+
+
+def _importer_calls(node: ast.AST) -> list[_Import]:
+    """`import_module("name")` and `__import__("name")` calls in an expression tree."""
+    found: list[_Import] = []
+    for call in ast.walk(node):
+        if isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Constant):
+            func = call.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            literal = call.args[0].value
+            if called in _IMPORTERS and isinstance(literal, str):
+                found.append((0, literal, None))
+    return found
+
+
+def _imported_names(imports: Iterable[_Import], package: str) -> set[str]:
+    """Module names a file's imports may import; `package` resolves relative imports."""
     names: set[str] = set()
 
     def add(dotted: str) -> None:
         parts = dotted.split(".")
         names.update(".".join(parts[: i + 1]) for i in range(len(parts)))
 
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                add(alias.name)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base_parts = package.split(".") if package else []
-                if node.level - 1 > len(base_parts) or not package:
-                    continue  # would fail at run time too
-                base = ".".join(base_parts[: len(base_parts) - (node.level - 1)])
-                module = base + "." + node.module if node.module else base
-            else:
-                module = node.module or ""
-            if not module:
-                continue
-            add(module)
-            for alias in node.names:
-                if alias.name != "*":
-                    names.add(module + "." + alias.name)
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-            func = node.func
-            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-            literal = node.args[0].value
-            if called in ("import_module", "__import__") and isinstance(literal, str) and not literal.startswith("."):
-                add(literal)
-    return {n for n in names if is_module_name(n)}
+    for level, module, from_names in imports:
+        if from_names is None:
+            if not (level or module.startswith(".")):  # import_module(".relative") needs a package
+                add(module)
+            continue
+        if level:
+            base_parts = package.split(".") if package else []
+            if level - 1 > len(base_parts) or not package:
+                continue  # would fail at run time too
+            base = ".".join(base_parts[: len(base_parts) - (level - 1)])
+            module = base + "." + module if module else base
+        if not module:
+            continue
+        add(module)
+        for name in from_names:
+            if name != "*":
+                names.add(module + "." + name)
+    return {n for n in names if _is_module_name(n)}
+
+
+_is_module_name = functools.lru_cache(maxsize=1 << 16)(is_module_name)  # a closure repeats names
 
 
 def _search_roots(script: str, project_root: str) -> list[str]:
@@ -151,8 +248,16 @@ def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) 
     installed = _installed_dirs()
     found: dict[str, _Local] = {}
     queue: list[tuple[str, list[str]]] = []
+    # A large closure imports the same few thousand names tens of thousands of times:
+    # each file is added, and each name located, once per set of search roots.
+    added: set[tuple[str, bool, tuple[str, ...]]] = set()
+    located: set[tuple[str, tuple[str, ...]]] = set()
 
     def add(path: str, package: bool, roots: list[str]) -> None:
+        key = (path, package, tuple(roots))
+        if key in added:
+            return
+        added.add(key)
         real = os.path.realpath(path)
         if real.startswith(installed):
             return
@@ -170,12 +275,18 @@ def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) 
                     add(init, True, roots)
                 directory = os.path.dirname(directory)
 
+    def add_located(name: str, roots: list[str]) -> None:
+        key = (name, tuple(roots))
+        if key not in located:
+            located.add(key)
+            for path, package in _locate(name, roots):
+                add(path, package, roots)
+
     for script in scripts:
         roots = _search_roots(script, project_root)
         add(script, False, roots)
         for extra in include:
-            for path, package in _locate(extra, roots):
-                add(path, package, roots)
+            add_located(extra, roots)
     for extra in include:
         if not any(found[p].names & {extra} for p in found):
             raise BundleError("--include %r: no local module of that name next to the scripts or in %s"
@@ -186,16 +297,13 @@ def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) 
         local = found[path]
         try:
             with open(path, "rb") as f:
-                tree = ast.parse(f.read(), filename=path)
-        except SyntaxError as exc:
-            raise BundleError("%s:%s: syntax error: %s" % (path, exc.lineno, exc.msg)) from exc
+                imports = _scan(f.read(), path)
         except OSError as exc:
             raise BundleError("cannot read %s: %s" % (path, exc.strerror or exc)) from exc
         contexts = {n if local.package else n.rpartition(".")[0] for n in local.names} or {""}
         for context in sorted(contexts):  # the package each name resolves relative imports in
-            for name in sorted(_imported_names(tree, context)):
-                for dep_path, dep_package in _locate(name, roots):
-                    add(dep_path, dep_package, roots)
+            for name in sorted(_imported_names(imports, context)):
+                add_located(name, roots)
         if local.package:
             # Submodules of a local package ship with it: packages load plugins by name.
             directory = os.path.dirname(path)
