@@ -10,8 +10,6 @@ executed: top level, inside functions, relative, and `importlib.import_module("l
 from __future__ import annotations
 
 import argparse
-import ast
-import bisect
 import functools
 import os
 import shutil
@@ -20,10 +18,14 @@ import sysconfig
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Union
 
 from _hn_modulefix_boot import NAMES_FILE
 from hn_modulefix._manifest import MANIFEST_NAME, Manifest, Source, dump, dump_names, is_module_name, sha256_bytes
+from hn_modulefix._scan import Pool, scan
+
+if TYPE_CHECKING:
+    from hn_modulefix._scan import Import
 
 PathLike = Union[str, "os.PathLike[str]"]
 MODULES_DIR = "modules"
@@ -72,24 +74,60 @@ def _names_for(path: str, package: bool, roots: Sequence[str]) -> list[str]:
     return names
 
 
-def _locate(name: str, roots: Sequence[str]) -> list[tuple[str, bool]]:
+class _Listing:
+    """What each directory holds, listed once: a large closure looks up the same
+    directories tens of thousands of times.  Like the path finder, it sees what a
+    directory lists (an unlistable directory holds nothing)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, os.DirEntry[str]]] = {}
+
+    def entries(self, directory: str) -> dict[str, os.DirEntry[str]]:
+        entries = self._entries.get(directory)
+        if entries is None:
+            try:
+                with os.scandir(directory) as it:
+                    entries = {entry.name: entry for entry in it}
+            except OSError:
+                entries = {}
+            self._entries[directory] = entries
+        return entries
+
+    def isfile(self, directory: str, name: str) -> bool:
+        entry = self.entries(directory).get(name)
+        return entry is not None and _is(entry.is_file)
+
+    def isdir(self, directory: str, name: str) -> bool:
+        entry = self.entries(directory).get(name)
+        return entry is not None and _is(entry.is_dir)
+
+
+def _is(test: Callable[[], bool]) -> bool:
+    try:
+        return test()  # follows a symbolic link, as os.path.isfile does
+    except OSError:
+        return False
+
+
+def _locate(name: str, roots: Sequence[str], listing: _Listing) -> list[tuple[str, bool]]:
     """Files to ship for importing `name` from `roots`: every regular package on the
     way and the module itself, following the order the path finder searches in."""
     parts = name.split(".")
+    last = len(parts) - 1
     for root in roots:
         found = []
         directory = root
         for i, part in enumerate(parts):
             candidate = os.path.join(directory, part)
-            init = os.path.join(candidate, "__init__.py")
-            if os.path.isfile(init):
-                found.append((init, True))
+            is_dir = listing.isdir(directory, part)
+            if is_dir and listing.isfile(candidate, "__init__.py"):
+                found.append((os.path.join(candidate, "__init__.py"), True))
                 directory = candidate
-            elif i < len(parts) - 1 and os.path.isdir(candidate):
+            elif i < last and is_dir:
                 directory = candidate  # namespace portion: nothing to ship for it
-            elif i == len(parts) - 1 and os.path.isfile(candidate + ".py"):
+            elif i == last and listing.isfile(directory, part + ".py"):
                 found.append((candidate + ".py", False))
-            elif i == len(parts) - 1 and os.path.isdir(candidate):
+            elif i == last and is_dir:
                 pass  # a namespace package itself: nothing to ship
             else:
                 break
@@ -98,107 +136,19 @@ def _locate(name: str, roots: Sequence[str]) -> list[tuple[str, bool]]:
     return []
 
 
-# An import as the bundler sees it: (level, module, from-names); from-names is None for
-# `import module` and for `importlib.import_module("module")` or `__import__("module")`.
-_Import = Tuple[int, str, Optional[Tuple[str, ...]]]
-# Fields of compound statements that hold statements (or handlers and cases, which do).
-_BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
-_IMPORTERS = ("import_module", "__import__")
-
-
-def _scan(data: bytes, path: str) -> list[_Import]:
-    """The imports in a file's source: statements at any depth (inside functions,
-    classes, conditionals, try blocks) and calls of `import_module` or `__import__` with
-    a literal module name.  Raises BundleError for a syntax error."""
+def _scan(path: str) -> list[Import]:
+    """The imports of one file, read here; a syntax error or an unreadable file is a
+    BundleError naming it."""
     try:
-        tree = ast.parse(data, filename=path)
+        with open(path, "rb") as f:
+            return scan(f.read(), path)
     except SyntaxError as exc:
         raise BundleError("%s:%s: syntax error: %s" % (path, exc.lineno, exc.msg)) from exc
-    # Import statements sit in statement lists only, and a call of an importer by name
-    # on a line whose text names it: walking the statements, and the expressions of
-    # those lines only, rather than every node of the tree, keeps a large closure fast.
-    lines = _importer_lines(data)
-    found: list[_Import] = []
-    stack: list[ast.AST] = [tree]
-    while stack:
-        node = stack.pop()
-        kind = type(node)
-        if kind is ast.Import:
-            found.extend((0, alias.name, None) for alias in node.names)  # type: ignore[attr-defined]
-            continue
-        if kind is ast.ImportFrom:
-            found.append((node.level or 0, node.module or "",  # type: ignore[attr-defined]
-                          tuple(alias.name for alias in node.names)))  # type: ignore[attr-defined]
-            continue
-        fields = _fields.get(kind)
-        if fields is None:
-            fields = _fields[kind] = (tuple(f for f in kind._fields if f in _BLOCKS),
-                                      tuple(f for f in kind._fields if f not in _BLOCKS))
-        blocks, others = fields
-        for field in blocks:
-            stack.extend(getattr(node, field))
-        if lines and _spans(node, lines):
-            for field in others:
-                value = getattr(node, field)
-                for part in value if isinstance(value, list) else (value,):
-                    if isinstance(part, ast.AST):
-                        found.extend(_importer_calls(part))
-    return found
+    except OSError as exc:
+        raise BundleError("cannot read %s: %s" % (path, exc.strerror or exc)) from exc
 
 
-# Per node type: its fields that are _BLOCKS, and the others.
-_fields: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
-
-
-def _importer_lines(data: bytes) -> list[int] | None:
-    """The sorted numbers of the lines whose text names an importer (None: every line
-    may, when a non-ASCII identifier could spell one after NFKC normalization)."""
-    if not data.isascii():
-        import unicodedata
-        from importlib.util import decode_source
-
-        text = unicodedata.normalize("NFKC", decode_source(data))
-        if any(text.count(called) != data.count(called.encode()) for called in _IMPORTERS):
-            return None
-    if b"\r" in data:  # the parser counts "\r\n", "\r" and "\n" as one line end each
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    lines = set()
-    for called in _IMPORTERS:
-        word = called.encode()
-        at = data.find(word)
-        while at >= 0:
-            lines.add(data.count(b"\n", 0, at) + 1)
-            at = data.find(word, at + len(word))
-    return sorted(lines)
-
-
-def _spans(node: ast.AST, lines: list[int] | None) -> bool:
-    """Whether `node` (a statement, handler or case) starts or ends on one of `lines`, or
-    between (None: all lines), decorators included."""
-    first = getattr(node, "lineno", None)
-    if lines is None or first is None:  # a match case has no position
-        return True
-    decorators = getattr(node, "decorator_list", None)
-    if decorators:
-        first = min(first, decorators[0].lineno)
-    at = bisect.bisect_left(lines, first)
-    return at < len(lines) and lines[at] <= (getattr(node, "end_lineno", None) or first)
-
-
-def _importer_calls(node: ast.AST) -> list[_Import]:
-    """`import_module("name")` and `__import__("name")` calls in an expression tree."""
-    found: list[_Import] = []
-    for call in ast.walk(node):
-        if isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Constant):
-            func = call.func
-            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-            literal = call.args[0].value
-            if called in _IMPORTERS and isinstance(literal, str):
-                found.append((0, literal, None))
-    return found
-
-
-def _imported_names(imports: Iterable[_Import], package: str) -> set[str]:
+def _imported_names(imports: Iterable[Import], package: str) -> set[str]:
     """Module names a file's imports may import; `package` resolves relative imports."""
     names: set[str] = set()
 
@@ -247,14 +197,20 @@ def _search_roots(script: str, project_root: str) -> list[str]:
 def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) -> dict[str, _Local]:
     installed = _installed_dirs()
     found: dict[str, _Local] = {}
-    queue: list[tuple[str, list[str]]] = []
+    # (file, search roots) to resolve the imports of: for each name the file has (it
+    # gains names when reached from other roots) and each of those roots, once.
+    queue: list[tuple[str, tuple[str, ...]]] = []
+    imports: dict[str, list[Import] | None] = {}
+    resolved: set[tuple[str, str, tuple[str, ...]]] = set()  # (file, package context, roots)
+    listed: set[tuple[str, tuple[str, ...]]] = set()  # (package's __init__.py, roots)
     # A large closure imports the same few thousand names tens of thousands of times:
     # each file is added, and each name located, once per set of search roots.
     added: set[tuple[str, bool, tuple[str, ...]]] = set()
     located: set[tuple[str, tuple[str, ...]]] = set()
+    listing = _Listing()
 
-    def add(path: str, package: bool, roots: list[str]) -> None:
-        key = (path, package, tuple(roots))
+    def add(path: str, package: bool, roots: tuple[str, ...]) -> None:
+        key = (path, package, roots)
         if key in added:
             return
         added.add(key)
@@ -264,26 +220,25 @@ def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) 
         local = found.get(path)
         if local is None:
             local = found[path] = _Local(path, package)
-            queue.append((path, roots))
         local.names.update(_names_for(path, package, roots))
+        queue.append((path, roots))
         # Importing a dotted name runs every enclosing regular package's __init__ first.
         for root in roots:
             directory = os.path.dirname(os.path.dirname(path) if package else path)
             while (directory + os.sep).startswith(root + os.sep) and directory != root:
-                init = os.path.join(directory, "__init__.py")
-                if os.path.isfile(init) and init not in found:
-                    add(init, True, roots)
+                if listing.isfile(directory, "__init__.py"):
+                    add(os.path.join(directory, "__init__.py"), True, roots)
                 directory = os.path.dirname(directory)
 
-    def add_located(name: str, roots: list[str]) -> None:
-        key = (name, tuple(roots))
+    def add_located(name: str, roots: tuple[str, ...]) -> None:
+        key = (name, roots)
         if key not in located:
             located.add(key)
-            for path, package in _locate(name, roots):
+            for path, package in _locate(name, roots, listing):
                 add(path, package, roots)
 
     for script in scripts:
-        roots = _search_roots(script, project_root)
+        roots = tuple(_search_roots(script, project_root))
         add(script, False, roots)
         for extra in include:
             add_located(extra, roots)
@@ -292,28 +247,34 @@ def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) 
             raise BundleError("--include %r: no local module of that name next to the scripts or in %s"
                               % (extra, project_root))
 
-    while queue:
-        path, roots = queue.pop()
-        local = found[path]
-        try:
-            with open(path, "rb") as f:
-                imports = _scan(f.read(), path)
-        except OSError as exc:
-            raise BundleError("cannot read %s: %s" % (path, exc.strerror or exc)) from exc
-        contexts = {n if local.package else n.rpartition(".")[0] for n in local.names} or {""}
-        for context in sorted(contexts):  # the package each name resolves relative imports in
-            for name in sorted(_imported_names(imports, context)):
-                add_located(name, roots)
-        if local.package:
-            # Submodules of a local package ship with it: packages load plugins by name.
-            directory = os.path.dirname(path)
-            for entry in sorted(os.listdir(directory)):
-                full = os.path.join(directory, entry)
-                stem, ext = os.path.splitext(entry)
-                if ext == ".py" and entry != "__init__.py" and stem.isidentifier():
-                    add(full, False, roots)
-                elif entry.isidentifier() and os.path.isfile(os.path.join(full, "__init__.py")):
-                    add(os.path.join(full, "__init__.py"), True, roots)
+    with Pool() as pool:
+        while queue:
+            # Breadth first, in waves: the files of a wave are parsed on every core.
+            wave = queue[:]
+            del queue[:]
+            imports.update(pool.scan(sorted({path for path, _ in wave} - imports.keys())))
+            for path, roots in wave:
+                local = found[path]
+                found_imports = imports.get(path)
+                if found_imports is None:
+                    found_imports = imports[path] = _scan(path)  # raises what a helper could not say
+                contexts = {n if local.package else n.rpartition(".")[0] for n in local.names} or {""}
+                for context in sorted(contexts):  # the package each name resolves relative imports in
+                    if (path, context, roots) not in resolved:
+                        resolved.add((path, context, roots))
+                        for name in sorted(_imported_names(found_imports, context)):
+                            add_located(name, roots)
+                if local.package and (path, roots) not in listed:
+                    listed.add((path, roots))
+                    # Submodules of a local package ship with it: packages load plugins by name.
+                    directory = os.path.dirname(path)
+                    for entry in sorted(listing.entries(directory)):
+                        full = os.path.join(directory, entry)
+                        stem, ext = os.path.splitext(entry)
+                        if ext == ".py" and entry != "__init__.py" and stem.isidentifier():
+                            add(full, False, roots)
+                        elif entry.isidentifier() and listing.isfile(full, "__init__.py"):
+                            add(os.path.join(full, "__init__.py"), True, roots)
     return found
 
 
