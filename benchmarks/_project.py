@@ -131,7 +131,7 @@ def _function(rng: random.Random, name: str, indent: str, lazy: list[str]) -> st
 def _module_source(rng: random.Random, module: _Module, earlier: list[_Module]) -> str:
     out = [_docstring(rng, "the %s module" % module.stem, "", rng.randint(3, 12)), "\n",
            "from __future__ import annotations\n\n"]
-    for name in sorted(set(rng.sample(STDLIB, rng.randint(3, 8))) | {"logging"}):
+    for name in sorted(set(rng.sample(STDLIB, rng.randint(3, 8))) | {"logging", "threading"}):
         out.append("import %s\n" % name)
     out.append("from typing import TYPE_CHECKING, Any, Optional\n\n")
     guarded = rng.choice(THIRD_PARTY)
@@ -165,12 +165,12 @@ def _module_source(rng: random.Random, module: _Module, earlier: list[_Module]) 
     # Imports that run when a function is called: any module, later ones too.
     lazy = []
     for _ in range(rng.randint(1, 4)):
-        kind = rng.randrange(4)
-        if kind == 0:
+        kind = rng.randrange(30)
+        if kind < 10:
             lazy.append("import %s  # noqa: F401" % rng.choice(THIRD_PARTY))
-        elif kind == 1 and earlier:
+        elif kind < 20 and earlier:
             lazy.append("import %s" % rng.choice(earlier).name)
-        elif kind == 2 and earlier:
+        elif kind == 20 and earlier:  # rare, as in real code
             lazy.append("%s = importlib.import_module(%r)" % ("plugin", rng.choice(earlier).name))
         else:
             lazy.append("from %s import %s  # noqa: F401" % (rng.choice(STDLIB), "__name__"))
@@ -180,7 +180,7 @@ def _module_source(rng: random.Random, module: _Module, earlier: list[_Module]) 
     out.append("\n\nclass %s:\n" % module.cls)
     out.append(_docstring(rng, "a %s of the %s layer" % (rng.choice(WORDS), module.stem), "    ", rng.randint(2, 8)))
     out.append("\n    def __init__(self, **options: Any) -> None:\n        self._options = options\n"
-               "        self._lock = __import__('threading').Lock()\n\n")
+               "        self._lock = threading.Lock()\n\n")
     for k in range(size * 2):
         out.append(_function(rng, "%s_%s_%d" % (rng.choice(WORDS), rng.choice(WORDS), k), "    ", lazy))
     for k in range(size):
