@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import hn_modulefix._bundle as bundle_module
 import hn_modulefix._scan as scan_module
 from hn_modulefix import BundleError, bundle
 
@@ -82,6 +83,12 @@ class Job(__import__("wanted_14").Base, metaclass=type):
             import wanted_17
 
 
+@decorate(
+    importlib.import_module("wanted_19"))
+def decorated():
+    pass
+
+
 def handler():
     try:
         pass
@@ -93,7 +100,7 @@ def handler():
 def test_every_import_form_ships_and_named_only_modules_do_not(tmp_path: Path) -> None:
     p = tmp_path / "proj"
     write(p / "job.py", JOB)
-    for n in range(2, 19):
+    for n in range(2, 20):
         write(p / ("wanted_%d.py" % n))
     write(p / "wanted_1" / "__init__.py")  # a package wins over wanted_1.py, as for the path finder
     write(p / "wanted_1" / "deep.py")
@@ -101,7 +108,7 @@ def test_every_import_form_ships_and_named_only_modules_do_not(tmp_path: Path) -
     for n in range(1, 8):
         write(p / ("ghost_%d.py" % n))
     names = shipped(bundle(p / "job.py", out=tmp_path / "out", root=p))
-    assert names == {"job", "wanted_1", "wanted_1.deep", "pkg.sub.wanted_16"} | {"wanted_%d" % n for n in range(2, 19) if n != 16}
+    assert names == {"job", "wanted_1", "wanted_1.deep", "pkg.sub.wanted_16"} | {"wanted_%d" % n for n in range(2, 20) if n != 16}
 
 
 @pytest.mark.skipif(sys.version_info < (3, 10), reason="match statements are Python 3.10+")
@@ -129,11 +136,12 @@ def test_relative_imports_at_depth(tmp_path: Path) -> None:
 
 def test_importer_calls_in_other_line_endings_and_spellings(tmp_path: Path) -> None:
     # "\r" alone ends a line for the parser; NFKC makes a fullwidth letter a plain one.
-    (tmp_path / "job.py").write_bytes(b"import importlib\rx = 1\r\rimportlib.import_module('old_mac')\r"
-                                      + "importlib.\uff49mport_module('fullwidth')\n".encode("utf-8"))
+    (tmp_path / "job.py").write_bytes(b"import importlib\rx = 1\r\rdef f():\r    importlib.import_module('old_mac')\r")
     write(tmp_path / "old_mac.py")
+    (tmp_path / "other.py").write_bytes("import importlib\nimportlib.\uff49mport_module('fullwidth')\n".encode("utf-8"))
     write(tmp_path / "fullwidth.py")
-    assert shipped(bundle(tmp_path / "job.py", out=tmp_path / "out", root=tmp_path)) == {"job", "old_mac", "fullwidth"}
+    manifest = bundle(tmp_path / "job.py", tmp_path / "other.py", out=tmp_path / "out", root=tmp_path)
+    assert shipped(manifest) == {"job", "old_mac", "other", "fullwidth"}
 
 
 def package(root: Path, modules: int, broken: int | None = None) -> Path:
@@ -148,21 +156,39 @@ def package(root: Path, modules: int, broken: int | None = None) -> Path:
     return root / "job.py"
 
 
+def parsed_here(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files this process parses from now on, each taking a while (this process is
+    busy: a helper takes files meanwhile)."""
+    here: list[str] = []
+    scan = scan_module.scan
+
+    def slow_scan(data: bytes, path: str) -> object:
+        here.append(path)
+        time.sleep(0.02)
+        return scan(data, path)
+
+    monkeypatch.setattr(scan_module, "scan", slow_scan)
+    monkeypatch.setattr(bundle_module, "scan", slow_scan)
+    return here
+
+
 def test_a_large_wave_is_shared_with_a_helper_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     script = package(tmp_path / "proj", 200)
-    here: list[str] = []
-    scan_file = scan_module.scan_file
-
-    def slow_scan_file(path: str) -> object:
-        here.append(path)
-        time.sleep(0.02)  # this process is busy: the helper takes files meanwhile
-        return scan_file(path)
-
-    monkeypatch.setattr(scan_module, "scan_file", slow_scan_file)
+    here = parsed_here(monkeypatch)
     names = shipped(bundle(script, out=tmp_path / "out", root=tmp_path / "proj"))
     assert names == {"job", "lots"} | {"lots.m%d" % n for n in range(200)}
-    # The files this process did not scan were scanned by the helper (in another pid).
+    # The files this process did not parse were parsed by the helper (in another pid).
     assert len(here) < 150, len(here)
+
+
+def test_a_helper_of_another_python_version_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its grammar and its marshal format are its own: what it would parse is parsed here.
+    script = package(tmp_path / "proj", 30)
+    monkeypatch.setattr(sys, "hexversion", sys.hexversion + 1)
+    here = parsed_here(monkeypatch)
+    names = shipped(bundle(script, out=tmp_path / "out", root=tmp_path / "proj"))
+    assert names == {"job", "lots"} | {"lots.m%d" % n for n in range(30)}
+    assert len(here) == 32
 
 
 def test_a_syntax_error_found_in_a_helper_is_reported_as_here(tmp_path: Path) -> None:
