@@ -215,3 +215,16 @@ def test_a_helper_that_is_not_python_is_not_used(tmp_path: Path, monkeypatch: py
     script = package(tmp_path / "proj", 50)
     assert shipped(bundle(script, out=tmp_path / "out", root=tmp_path / "proj")) == \
         {"job", "lots"} | {"lots.m%d" % n for n in range(50)}
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_a_module_two_scripts_share_resolves_its_imports_for_each(tmp_path: Path, order: int) -> None:
+    # `lib.x` runs `import helper` in both programs; only b/ holds a helper, which is
+    # what lib.x gets when b/run_b.py runs.  Whichever script comes first, it ships.
+    p = tmp_path / "proj"
+    write(p / "a" / "run_a.py", "import lib.x\n")
+    write(p / "b" / "run_b.py", "import lib.x\n")
+    write(p / "lib" / "x.py", "import helper\n")
+    write(p / "b" / "helper.py")
+    scripts = [p / "a" / "run_a.py", p / "b" / "run_b.py"][::order]
+    assert "helper" in shipped(bundle(*scripts, out=tmp_path / "out", root=p))
