@@ -1,12 +1,14 @@
 """Interpreter start-up: hn_modulefix installed with a manifest active vs not installed.
 
-Two fresh venvs of the same interpreter: A has the wheel pip-installed (so its .pth, or from
-Python 3.15 on its .start entry point, runs at every start) and HN_MODULEFIX_MANIFEST names a
-real bundle; B has no hn_modulefix. The ratio is the median of paired runs of `python -c
-pass` (see _pairs.py); then the same with no manifest set.
+Two fresh venvs of the same interpreter: A has the wheel pip-installed (so its .pth runs at
+every start; the wheel ships no PEP 829 .start file, which would make Python 3.15-3.17
+import pkgutil at every start) and HN_MODULEFIX_MANIFEST names a real bundle; B has no
+hn_modulefix. The ratio is the median of paired runs of `python -c pass` (see _pairs.py);
+then the same with no manifest set. --cpu times the CPU the started interpreter used
+instead of wall time.
 
-    python benchmarks/startup.py [--pairs 400]                  # this interpreter
-    python benchmarks/startup.py --python 3.15 [--pairs 400]    # a Debian chroot's (as root)
+    python benchmarks/startup.py [--pairs 400] [--cpu]                  # this interpreter
+    python benchmarks/startup.py --python 3.15 [--pairs 400] [--cpu]    # a Debian chroot's (as root)
     python benchmarks/startup.py --code "import daft" [--debian-sitecustomize]
 
 With --python X.Y (3.9, 3.13, 3.14, 3.15) the venvs are made in the test suite's cached
@@ -37,13 +39,14 @@ DEBIAN_SITECUSTOMIZE = "try:\n    import apport_python_hook\nexcept ImportError:
 
 
 def measure(with_pkg: str, without: str, root: Path, pairs: int, code: str = "pass",
-            extra: dict[str, str] | None = None) -> None:
+            extra: dict[str, str] | None = None, cpu: bool = False) -> None:
     extra = extra or {}
     env = clean_env(HN_MODULEFIX_MANIFEST=bundled_script(with_pkg, root), **extra)
     check_hooked(with_pkg, env)
-    ratio, ta, tb = paired(interpreter(with_pkg, env, code), interpreter(without, env, code), pairs)
+    ratio, ta, tb = paired(interpreter(with_pkg, env, code, cpu=cpu), interpreter(without, env, code, cpu=cpu), pairs)
     print(machine())
-    print("%d pairs of `python -c %r`%s" % (pairs, code, " with a Debian-like sitecustomize" if extra else ""))
+    print("%d pairs of `python -c %r`%s, %s" % (pairs, code, " with a Debian-like sitecustomize" if extra else "",
+                                                "CPU time (user + system)" if cpu else "wall time"))
     print("installed + manifest active: median %.2f ms" % (ta * 1e3))
     print("not installed:               median %.2f ms" % (tb * 1e3))
     print("start-up ratio (median of paired A/B): %.3f" % ratio)
@@ -51,23 +54,24 @@ def measure(with_pkg: str, without: str, root: Path, pairs: int, code: str = "pa
     if ia and ib:
         print("instructions per start: %d vs %d, ratio %.3f (callgrind)" % (ia, ib, ia / ib))
     inactive = clean_env(**extra)
-    ratio, ta, tb = paired(interpreter(with_pkg, inactive, code), interpreter(without, inactive, code), pairs)
+    ratio, ta, tb = paired(interpreter(with_pkg, inactive, code, cpu=cpu), interpreter(without, inactive, code, cpu=cpu),
+                           pairs)
     print("installed, no manifest set: start-up ratio %.3f (%.2f vs %.2f ms)" % (ratio, ta * 1e3, tb * 1e3))
     if sys.version_info >= (3, 15):
-        # Any .start file makes `site` import pkgutil and re to resolve its entry points.
-        # B plus a .start naming a stdlib callable separates that cost from hn_modulefix's own.
-        site = subprocess.run([without, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              env=inactive, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
-        Path(site, "baseline.start").write_text("os:getpid\n")
+        # What the wheel does not ship, for comparison: the PEP 829 .start entry point, whose
+        # resolution makes `site` import pkgutil and re at every start.
+        hook = [with_pkg, "-m", "hn_modulefix", "install-hook"]
+        subprocess.run(hook + ["--start"], env=inactive, check=True, stdout=subprocess.DEVNULL)
         try:
-            ratio, ta, tb = paired(interpreter(with_pkg, inactive), interpreter(without, inactive), pairs)
+            ratio, ta, tb = paired(interpreter(with_pkg, env, code, cpu=cpu), interpreter(without, env, code, cpu=cpu),
+                                   pairs)
         finally:
-            Path(site, "baseline.start").unlink()
-        print("installed, no manifest set vs a venv with a .start file calling os:getpid: start-up ratio %.3f "
+            subprocess.run(hook, env=inactive, check=True, stdout=subprocess.DEVNULL)  # the .pth alone again
+        print("with `install-hook --start` (.start entry point), manifest active: start-up ratio %.3f "
               "(%.2f vs %.2f ms)" % (ratio, ta * 1e3, tb * 1e3))
 
 
-def in_chroot(version: str, pairs: int) -> int:
+def in_chroot(version: str, pairs: int, cpu: bool) -> int:
     """Run this script with `--venvs` inside the chroot of Python `version`."""
     sys.path.insert(0, str(REPO / "tests"))
     import _pythons
@@ -82,7 +86,7 @@ def in_chroot(version: str, pairs: int) -> int:
         bare = hooked.run(["python" + version, "-m", "venv", "--without-pip", hooked.path(work / "without")], cwd=work)
         assert bare.returncode == 0, bare.stderr
         argv = ["python" + version, hooked.path(work / "benchmarks" / "startup.py"), "--pairs", str(pairs),
-                "--venvs", hooked.python, hooked.path(work / "without" / "bin" / "python")]
+                "--venvs", hooked.python, hooked.path(work / "without" / "bin" / "python")] + (["--cpu"] if cpu else [])
         return subprocess.run(_pythons.command(hooked.root, work, argv, {}, cwd=_pythons.BIND)).returncode
 
 
@@ -92,11 +96,12 @@ def main() -> int:
     parser.add_argument("--python", metavar="X.Y", help="measure the Python X.Y of the test suite's Debian chroot")
     parser.add_argument("--venvs", nargs=2, metavar="PYTHON", help=argparse.SUPPRESS)  # A and B, made by --python
     parser.add_argument("--code", default="pass", help="what each start runs (default: pass)")
+    parser.add_argument("--cpu", action="store_true", help="time the CPU each start used, not wall time")
     parser.add_argument("--debian-sitecustomize", action="store_true",
                         help="a sitecustomize like Debian's on PYTHONPATH of A and B")
     args = parser.parse_args()
     if args.python:
-        return in_chroot(args.python, args.pairs)
+        return in_chroot(args.python, args.pairs, args.cpu)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with_pkg, without = args.venvs or venvs(root, host_packages=args.code != "pass")
@@ -105,7 +110,7 @@ def main() -> int:
             (root / "debian").mkdir()
             (root / "debian" / "sitecustomize.py").write_text(DEBIAN_SITECUSTOMIZE)
             extra["PYTHONPATH"] = str(root / "debian")
-        measure(with_pkg, without, root, args.pairs, args.code, extra)
+        measure(with_pkg, without, root, args.pairs, args.code, extra, args.cpu)
     return 0
 
 

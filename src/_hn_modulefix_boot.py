@@ -1,7 +1,8 @@
 """hn_modulefix start-up hook: `start()` is called by hn_modulefix.pth in every
-interpreter where HN_MODULEFIX_MANIFEST is set, by the entry point in hn_modulefix.start
-in every Python 3.15+ interpreter (PEP 829: then it returns at once when the variable is
-unset), and by sitecustomize.py.  Importing the module does nothing else.
+interpreter where HN_MODULEFIX_MANIFEST is set; where `install-hook --start` wrote one, by
+the entry point in hn_modulefix.start in every Python 3.15+ interpreter (PEP 829: then it
+returns at once when the variable is unset); and by sitecustomize.py.  Importing the
+module does nothing else.
 
 It runs in every process of an environment, so it costs next to nothing (measured by
 benchmarks/startup.py): one top-level module rather than a package plus a module, only

@@ -60,6 +60,22 @@ def test_script_siblings_packages_and_hidden_imports_ship(tmp_path: Path) -> Non
         assert entry["package"] == entry["path"].endswith("__init__.py")
 
 
+def test_a_snapshot_records_itself_and_the_running_drivers_main_script_directory(tmp_path: Path) -> None:
+    from hn_modulefix._bundle import plan, write as write_bundle
+
+    p = tmp_path / "proj"
+    write(p / "scripts" / "job.py", "import kit\n")
+    write(p / "scripts" / "kit" / "__init__.py")
+    ahead = json.loads(bundle(p / "scripts" / "job.py", out=tmp_path / "ahead", root=p).read_text())
+    # The directories the names are importable from: scripts/ (job, kit) and the root (scripts.job, ...).
+    assert "snapshot" not in ahead and ahead["roots"] == sorted([str(p), str(p / "scripts")])
+    snapshot = json.loads(write_bundle(plan(p / "scripts" / "job.py", root=p), tmp_path / "snap",
+                                       snapshot=True).read_text())
+    main_dir = str(Path(sys.modules["__main__"].__file__).resolve().parent)  # this process's main script
+    assert snapshot["snapshot"] is True and snapshot["roots"] == sorted({str(p), str(p / "scripts"), main_dir})
+    assert snapshot["modules"] == ahead["modules"]
+
+
 def test_relative_imports_inside_a_namespace_directory_ship_their_targets(tmp_path: Path) -> None:
     # A namespace directory is not shipped whole the way a regular package is: only what
     # its modules import, relative imports included, makes the closure.

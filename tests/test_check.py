@@ -20,6 +20,7 @@ import pickle
 import re
 import shutil
 import sys
+import types
 import uuid
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _support import REPO, clean_env, run, venv_site
+from _support import HOST_SITE, REPO, clean_env, make_venv, run, venv_site
 from hn_modulefix import CheckError, bundle, check
 from hn_modulefix._check import _references
 
@@ -149,7 +150,7 @@ SHIP_IT = ("ship it: bundle the script that imports it (`hn-modulefix bundle SCR
 def test_cloudpickle_payload_fails_without_and_passes_with_a_bundle(record_module, tmp_path: Path) -> None:
     point = record_module.Point(1, collections.OrderedDict(a=1))
     red = check(point)
-    assert not red.ok and red.manifest is None
+    assert not red.ok and red.manifest is None and red.pickler == "cloudpickle"
     assert [(m.module, m.status, m.referenced_by) for m in red.modules] == [
         ("collections", "ok", ("collections.OrderedDict",)),
         ("record", "failed", ("record.Point",)),
@@ -158,6 +159,7 @@ def test_cloudpickle_payload_fails_without_and_passes_with_a_bundle(record_modul
     assert failed.error == "ModuleNotFoundError: No module named 'record'"
     assert failed.fix == SHIP_IT and failed.origin == record_module.__file__
     assert red.report().splitlines() == [
+        "pickled with cloudpickle: cloudpickle.dumps (cloudpickle)",
         "2 modules to import, tried in a fresh `python -m` in another directory (HN_MODULEFIX_MANIFEST unset):",
         "  ok      collections  OrderedDict",
         "  FAILED  record",
@@ -170,7 +172,7 @@ def test_cloudpickle_payload_fails_without_and_passes_with_a_bundle(record_modul
 
     manifest = bundle(record_module.__file__, out=tmp_path / "bundle", root=tmp_path / "proj")
     green = check(cloudpickle.dumps(point), manifest=manifest)
-    assert green.ok and green.manifest == str(manifest)
+    assert green.ok and green.manifest == str(manifest) and green.pickler is None  # bytes: pickled already
     assert green.report().splitlines()[1:] == [
         "  ok      collections  OrderedDict",
         "  bundle  record       Point",
@@ -320,6 +322,69 @@ def test_daft_udf_expression_fails_without_and_passes_with_a_bundle(
                                              % len(found))
 
 
+@pytest.fixture(scope="session")
+def no_cloudpickle_python(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    """A venv with hn_modulefix from the wheel and this environment's packages (daft, ray,
+    modal) except cloudpickle, which daft does not depend on: a Daft user's environment."""
+    packages = tmp_path_factory.mktemp("no-cloudpickle") / "site"
+    packages.mkdir()
+    for entry in Path(HOST_SITE).iterdir():
+        if not entry.name.lower().startswith("cloudpickle"):
+            (packages / entry.name).symlink_to(entry)
+    python = make_venv(packages.parent / "venv", wheel=wheel, site_packages=str(packages))
+    absent = run([str(python), "-c", "import cloudpickle"])
+    assert "No module named 'cloudpickle'" in absent.stderr, absent.stderr
+    return python
+
+
+def test_check_without_cloudpickle_pickles_as_the_engine_does_and_says_with_what(
+        no_cloudpickle_python: Path, tmp_path: Path) -> None:
+    python = str(no_cloudpickle_python)
+    api = run([python, "-c", "import collections, hn_modulefix\n"
+                             "print(hn_modulefix.check(collections.OrderedDict(a=1)).pickler)"], cwd=tmp_path)
+    assert (api.returncode, api.stdout) == (0, "daft\n"), api.stderr[-2000:]
+
+    scenario = tmp_path / "scenario"
+    shutil.copytree(REPO / "tests" / "scenarios" / "user", scenario)
+    # SCRIPT::NAME: the script imported as `modal run` imports it, as module `jobs`.
+    red = run([python, "-m", "hn_modulefix", "check", "jobs.py::JOBS"], cwd=scenario)
+    assert (red.returncode, red.stderr) == (1, ""), red.stdout + red.stderr[-2000:]
+    lines = red.stdout.splitlines()
+    assert lines[0] == "pickled with daft: daft.pickle.dumps (Daft's vendored cloudpickle)"
+    assert statuses(red.stdout)["jobs"] == "FAILED"
+    assert "          ModuleNotFoundError: No module named 'jobs'" in lines
+
+    manifest = bundle(scenario / "jobs.py", out=tmp_path / "bundle", root=scenario)
+    for pickler, dumps in (("daft", "daft.pickle.dumps (Daft's vendored cloudpickle)"),
+                           ("ray", "ray.cloudpickle.dumps (Ray's vendored cloudpickle)"),
+                           ("modal", "modal._serialization.serialize (Modal's serializer, its vendored cloudpickle)")):
+        green = run([python, "-m", "hn_modulefix", "check", "jobs.py::JOBS", "--pickler", pickler,
+                     "--manifest", str(manifest)], cwd=scenario)
+        assert (green.returncode, green.stderr) == (0, ""), green.stdout + green.stderr[-2000:]
+        assert green.stdout.splitlines()[0] == "pickled with %s: %s" % (pickler, dumps)
+        assert statuses(green.stdout)["jobs"] == "bundle"
+
+    absent = run([python, "-m", "hn_modulefix", "check", "jobs.py::JOBS", "--pickler", "cloudpickle"], cwd=scenario)
+    assert (absent.returncode, absent.stdout) == (1, "")
+    assert absent.stderr == (
+        "hn-modulefix check: error: jobs.py::JOBS: pickler 'cloudpickle' needs cloudpickle, which is not installed; "
+        "the choices are cloudpickle (cloudpickle), daft (daft.pickle), ray (ray.cloudpickle), "
+        "modal (modal._serialization)\n")
+    payload = tmp_path / "jobs.pkl"
+    payload.write_bytes(b"")
+    for argv, said in (([str(payload), "--pickler", "daft"],
+                        "%s: --pickler applies to SCRIPT::NAME; a payload file is already pickled" % payload),
+                       (["jobs.py::NOTHING"], "jobs.py::NOTHING: jobs.py has no NOTHING"),
+                       (["jobs.py::"], "jobs.py::: name the object: SCRIPT::NAME"),
+                       (["nowhere.py::JOBS"], "nowhere.py::JOBS: no such script: nowhere.py")):
+        wrong = run([python, "-m", "hn_modulefix", "check", *argv], cwd=scenario)
+        assert (wrong.returncode, wrong.stderr) == (1, "hn-modulefix check: error: %s\n" % said)
+    unknown = run([python, "-c", "import hn_modulefix\nhn_modulefix.check(1, pickler='dill')"], cwd=tmp_path)
+    assert unknown.stderr.splitlines()[-1] == (
+        "hn_modulefix._check.CheckError: unknown pickler 'dill'; the choices are cloudpickle (cloudpickle), "
+        "daft (daft.pickle), ray (ray.cloudpickle), modal (modal._serialization)")
+
+
 def test_daft_worker_names_module_alias_file_bundle_and_reason(
         example_project: Path, hook_python: Path, tmp_path: Path) -> None:
     made = run([str(hook_python), "-m", "hn_modulefix", "bundle", "scripts/pipeline.py", "-o", str(tmp_path / "b")],
@@ -407,7 +472,9 @@ def test_doctor_with_a_manifest_lists_every_file(hook_python: Path, job_manifest
     assert result.stdout.splitlines()[4:] == [
         "finder         installed at start-up by %s" % (site / "_hn_modulefix_boot.py"),
         "manifest       %s (from HN_MODULEFIX_MANIFEST): parses, 1 file" % job_manifest,
+        "kind           ahead-of-time (`hn-modulefix bundle`, bundle()): an original edited since bundling is refused",
         "  ok           modules/scripts/job.py  job, scripts.job",
+        "               here, job: the original %s" % (tmp_path / "proj" / "scripts" / "job.py"),
         *sitecustomize_rows(hook_python, tmp_path),
         "no problems found",
     ]
@@ -417,7 +484,7 @@ def test_doctor_with_a_manifest_lists_every_file(hook_python: Path, job_manifest
     result = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest))
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert lines[6] == "  CHANGED      modules/scripts/job.py  job, scripts.job"
+    assert lines[7] == "  CHANGED      modules/scripts/job.py  job, scripts.job"
     assert lines[-2:] == ["1 problem:",
                           "  %s (job, scripts.job): sha256 mismatch: the manifest lists %s, the file has %s "
                           "(changed after bundling); re-run `hn-modulefix bundle`"
@@ -425,12 +492,59 @@ def test_doctor_with_a_manifest_lists_every_file(hook_python: Path, job_manifest
                              hashlib.sha256(b"X = 2\n").hexdigest()[:12])]
     shipped.unlink()
     lines = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest)).stdout.splitlines()
-    assert lines[6] == "  MISSING      modules/scripts/job.py  job, scripts.job"
+    assert lines[7] == "  MISSING      modules/scripts/job.py  job, scripts.job"
     assert lines[-1] == "  %s (job, scripts.job): the file is missing; re-run `hn-modulefix bundle`" % shipped
     shipped.mkdir()  # there, but not readable as a file: bundling again is not what fixes that
     lines = doctor(hook_python, cwd=tmp_path, HN_MODULEFIX_MANIFEST=str(job_manifest)).stdout.splitlines()
-    assert lines[6] == "  UNREADABLE   modules/scripts/job.py  job, scripts.job"
+    assert lines[7] == "  UNREADABLE   modules/scripts/job.py  job, scripts.job"
     assert lines[-1] == "  %s (job, scripts.job): cannot read it: Is a directory" % shipped
+
+
+@pytest.mark.usefixtures("import_state")
+def test_doctor_shows_a_snapshot_and_where_each_file_would_load_here(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from hn_modulefix._bundle import plan, write as write_bundle
+    from hn_modulefix._doctor import doctor as doctor_lines
+
+    scripts, mount, other = tmp_path / "proj" / "scripts", tmp_path / "root", tmp_path / "other"
+    for directory in (scripts, mount, other):
+        directory.mkdir(parents=True)
+    (scripts / "job.py").write_text("import helper, mounted, utils, kit.parts\n")
+    for name in ("helper", "mounted", "utils", "kit/__init__", "kit/parts"):
+        (scripts / (name + ".py")).parent.mkdir(exist_ok=True)
+        (scripts / (name + ".py")).write_text("WHO = 'driver'\n# %s\n" % name)
+    manifest = write_bundle(plan(scripts / "job.py", root=tmp_path / "proj"), tmp_path / "snap", snapshot=True)
+    (scripts / "helper.py").write_text("WHO = 'edited since'\n")
+    (scripts / "kit" / "__init__.py").write_text("WHO = 'edited since'\n")
+    shutil.copy(scripts / "mounted.py", mount)  # the listed bytes, found on sys.path: a mount
+    (other / "utils.py").write_text("WHO = 'the tool'\n")
+    # This process as `python other/tool.py` would be: a program of its own.
+    monkeypatch.setitem(sys.modules, "__main__", types.SimpleNamespace(__file__=str(other / "tool.py")))
+    sys.path[:0] = [str(other), str(mount)]
+    monkeypatch.setenv("HN_MODULEFIX_MANIFEST", str(manifest))
+    lines, problems = doctor_lines()
+    start = lines.index("kind           snapshot (made by the running driver): a file with other bytes at an original "
+                        "path is passed over for the shipped copy")
+    assert lines[start + 1:start + 13] == [
+        "  ok           modules/scripts/helper.py        helper, scripts.helper",
+        "               here, helper: the shipped copy (%s has other bytes than the driver ran)"
+        % (scripts / "helper.py"),
+        "  ok           modules/scripts/job.py           job, scripts.job",
+        "               here, job: the original %s" % (scripts / "job.py"),
+        "  ok           modules/scripts/kit/__init__.py  kit, scripts.kit",
+        "               here, kit: the shipped copy (%s has other bytes than the driver ran)"
+        % (scripts / "kit" / "__init__.py"),
+        # Its package is the shipped copy: the path finder finds it beside that.
+        "  ok           modules/scripts/kit/parts.py     kit.parts, scripts.kit.parts",
+        "               here, kit.parts: %s, where the path finder finds it, with the listed bytes"
+        % (manifest.parent / "modules" / "scripts" / "kit" / "parts.py"),
+        "  ok           modules/scripts/mounted.py       mounted, scripts.mounted",
+        "               here, mounted: %s, where the path finder finds it, with the listed bytes"
+        % (mount / "mounted.py"),
+        "  ok           modules/scripts/utils.py         utils, scripts.utils",
+        "               here, utils: not answered, this program keeps its own %s: its main script lies in a directory "
+        "the bundle did not come from" % (other / "utils.py")]
+    assert problems == [] and "utils" not in sys.modules  # nothing was imported to tell
 
 
 def test_doctor_reports_an_unparsable_manifest(hook_python: Path, tmp_path: Path) -> None:
@@ -476,9 +590,11 @@ def test_doctor_and_check_resolve_pythonpath_references_as_the_finder_does(hook_
 
     result = run([str(hook_python), "-m", "hn_modulefix", "doctor"], cwd=elsewhere, env=env)
     assert (result.returncode, result.stderr) == (0, ""), result.stdout
-    assert result.stdout.splitlines()[5:7] == [
+    assert result.stdout.splitlines()[5:9] == [
         "manifest       %s (from HN_MODULEFIX_MANIFEST=%s): parses, 1 file" % (manifest, reference),
-        "  ok           modules/job.py  job"]
+        "kind           ahead-of-time (`hn-modulefix bundle`, bundle()): an original edited since bundling is refused",
+        "  ok           modules/job.py  job",
+        "               here, job: the original %s" % (project / "job.py")]
 
     payload = elsewhere / "point.pkl"
     payload.write_bytes(b"\x80\x04\x8c\x03job\x8c\x05Point\x93.")

@@ -391,3 +391,75 @@ def test_a_failure_deep_in_an_import_chain_is_named_first(tmp_path: Path) -> Non
     # One level down there is no chain to show.
     assert str(info.value.__cause__.__cause__) == (clause("inner") + "while executing, " + clause("root_cause")
                                                    + "executing it raised ValueError: the real problem")
+
+
+# -- snapshots: the bytes the driver ran ---------------------------------------------------
+
+
+def snapshot_project(tmp_path: Path) -> Path:
+    """make_project's bundle as ship() makes it: a snapshot of what the driver runs."""
+    from hn_modulefix._bundle import plan, write as write_bundle
+
+    make_project(tmp_path)
+    project = tmp_path / "proj"
+    return write_bundle(plan(project / "scripts" / "job.py", root=project), tmp_path / "snapshot", snapshot=True)
+
+
+def test_a_snapshot_runs_the_shipped_copy_where_the_original_has_other_bytes(tmp_path: Path) -> None:
+    manifest = snapshot_project(tmp_path)
+    original = tmp_path / "proj" / "scripts" / "job.py"
+    # Saved while the job runs, or an older checkout at the driver's path (a Ray node), also
+    # on this process's sys.path: neither is executed, neither blocks.
+    original.write_text("raise RuntimeError('not the bytes the driver ran')\n")
+    sys.path.insert(0, str(original.parent))
+    install(manifest)
+    job = importlib.import_module("scripts.job")
+    assert job.__file__ == str(manifest.parent / "modules" / "scripts" / "job.py") and job.EXECUTIONS == [1]
+    assert importlib.import_module("job") is job
+    # helper.py is unchanged at the original path: it runs there, where files beside it are.
+    assert sys.modules["helper"].__file__ == str(tmp_path / "proj" / "scripts" / "helper.py")
+
+
+def test_an_ahead_of_time_bundle_still_refuses_an_edited_original(tmp_path: Path) -> None:
+    manifest = make_project(tmp_path)
+    (tmp_path / "proj" / "scripts" / "job.py").write_text(JOB + "EDITED = True\n")
+    install(manifest)
+    finder = ours()[0]
+    assert not finder.manifest.snapshot
+    with pytest.raises(ImportError, match="it changed since it was bundled"):
+        importlib.import_module("scripts.job")
+
+
+def test_a_module_of_other_bytes_imported_under_a_listed_name_is_never_the_alias(tmp_path: Path) -> None:
+    manifest = make_project(tmp_path)
+    write(tmp_path / "other" / "job.py", "WHERE = 'another job.py'\n")
+    sys.path.insert(0, str(tmp_path / "other"))
+    other = importlib.import_module("job")  # before the finder: another module of that file name
+    install(manifest)
+    job = importlib.import_module("scripts.job")
+    assert job is not other and job.EXECUTIONS == [1] and job.__file__ == str(tmp_path / "proj" / "scripts" / "job.py")
+
+
+def test_a_spec_executed_again_after_a_failure_verifies_its_bytes_again(tmp_path: Path) -> None:
+    marker = tmp_path / "second_run"
+    manifest = rebundle_with(tmp_path, "import os\nif not os.path.exists(%r):\n    raise ValueError('first run')\n"
+                                       % str(marker))
+    shutil.rmtree(tmp_path / "p2")  # the shipped copy is the only copy
+    install(manifest)
+    spec = ours()[0].find_spec("bad")
+    with pytest.raises(ImportError, match="first run"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    # Replaced after the failure: executing the same spec again must not run it.
+    (manifest.parent / "modules" / "bad.py").write_text("EVIL = True\n")
+    marker.touch()
+    with pytest.raises(ImportError, match="sha256 mismatch") as info:
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert info.value.path == str(manifest.parent / "modules" / "bad.py")
+
+
+def test_a_namespace_parent_spans_the_drivers_directory_where_it_exists(tmp_path: Path) -> None:
+    manifest = make_project(tmp_path)  # scripts/ is a namespace directory, not on this sys.path
+    install(manifest)
+    importlib.import_module("scripts.job")
+    assert list(sys.modules["scripts"].__path__) == [str(tmp_path / "proj" / "scripts")]
+    assert sys.modules["scripts.job"].__file__ == str(tmp_path / "proj" / "scripts" / "job.py")

@@ -105,6 +105,8 @@ KNOWN_BAD = [
     one(sha256="A" * 64), one(sha256="0" * 63), one(sha256=None),
     {"hn_modulefix": 1, "modules": [one()["modules"][0], one("modules/b.py")["modules"][0]]},  # a name twice
     {"hn_modulefix": 1}, {"hn_modulefix": 1, "modules": {}}, [], None,
+    dict(one(), snapshot="true"), dict(one(), snapshot=1), dict(one(), snapshot=None),
+    dict(one(), roots="/proj"), dict(one(), roots=["proj"]), dict(one(), roots=["/a\0b"]), dict(one(), roots=[["/a"]]),
 ]
 
 

@@ -73,11 +73,40 @@ def test_malformed_documents(tmp_path: Path, raw: bytes, expected: str) -> None:
     ("sha256", None, "modules[0].sha256: expected 64 lowercase hex digits"),
     ("package", "yes", "modules[0].package: expected true or false"),
     ("package", True, "a package's file must be named __init__.py"),
+    # Answered ahead of the path finder, it would replace the standard module in every process.
+    ("names", ["json"], "modules[0].names: 'json' is a standard-library module name, which is never shipped"),
+    ("names", ["pipeline", "logging.handlers"], "'logging.handlers' is a standard-library module name"),
 ])
 def test_malformed_entries(tmp_path: Path, field: str, value: object, expected: str) -> None:
     entry = dict(GOOD, **{field: value})
     with pytest.raises(ManifestError, match=expected.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
         load(str(manifest(tmp_path, {"hn_modulefix": 1, "modules": [entry]})))
+
+
+def test_snapshot_and_roots_are_read_and_round_trip(tmp_path: Path) -> None:
+    m = load(str(manifest(tmp_path, {"hn_modulefix": 1, "modules": [GOOD], "snapshot": True,
+                                     "roots": ["/proj", "/proj/scripts"]})))
+    assert (m.snapshot, m.roots) == (True, frozenset({"/proj", "/proj/scripts"}))
+    again = parse(json.loads(dump(m.sources, m.snapshot, m.roots)), m.path)
+    assert (again.snapshot, again.roots) == (True, m.roots)
+    # Absent: made ahead of time; no roots recorded (v0.2's bundles), and dump writes neither.
+    m = load(str(manifest(tmp_path, {"hn_modulefix": 1, "modules": [GOOD]})))
+    assert (m.snapshot, m.roots) == (False, None)
+    assert set(json.loads(dump(m.sources))) == {"hn_modulefix", "modules"}
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("snapshot", "yes", "snapshot: expected true or false, got 'yes'"),
+    ("snapshot", 1, "snapshot: expected true or false, got 1"),
+    ("roots", "/proj", "roots: expected a list of absolute directory paths, got str"),
+    ("roots", ["/proj", "scripts"], "roots[1]: expected an absolute directory path, got 'scripts'"),
+    ("roots", [None], "roots[0]: expected an absolute directory path, got None"),
+])
+def test_malformed_top_level_fields(tmp_path: Path, field: str, value: object, expected: str) -> None:
+    path = manifest(tmp_path, {"hn_modulefix": 1, "modules": [GOOD], field: value})
+    with pytest.raises(ManifestError) as info:
+        load(str(path))
+    assert str(info.value) == "manifest %s: %s" % (path, expected)
 
 
 def test_a_name_listed_twice_is_rejected(tmp_path: Path) -> None:

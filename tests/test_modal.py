@@ -168,16 +168,21 @@ def test_layer_plans_package_install_env_and_bundle(tmp_path: Path, hook_python:
             "from hn_modulefix._modal import image_layers\n"
             "image = modal.Image.debian_slim(python_version='3.11').pipe(hn_modulefix.image_layer("
             "script='scripts/pipeline.py', copy=%r))\n"
-            "image = image.run_commands('echo after') if %r else image\n"
+            "image = image.run_commands('echo after') if %r else image\nkind = None\n"
             "for layer in image_layers(image, %r):\n"
-            "    print(layer.kind, layer.commands, sorted(r for _, r in layer.files))\n" % (copy, copy, builder_version))
+            "    print(layer.kind, layer.commands, sorted(r for _, r in layer.files))\n"
+            "    manifests = [local for local, remote in layer.files if remote.endswith('/bundle/manifest.json')]\n"
+            "    kind = __import__('json').load(open(manifests[0])).get('snapshot') if manifests else kind\n"
+            "print('snapshot:', kind)\n" % (copy, copy, builder_version))
     result = run([str(hook_python), "-c", code], cwd=project)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
+    # A snapshot of what this process read: the container runs it whatever lies at the original paths.
+    assert lines.pop() == "snapshot: True"
     assert lines[0].startswith("build [%r" % base)
     assert lines[1].startswith("build ['FROM base', 'COPY . /'] [") and "'/hn_modulefix/lib/_hn_modulefix_boot.py'" \
         in lines[1] and "'/hn_modulefix/lib/hn_modulefix/_finder.py'" in lines[1] \
-        and "'/hn_modulefix/lib/hn_modulefix.pth'" in lines[1] and "'/hn_modulefix/lib/hn_modulefix.start'" in lines[1]
+        and "'/hn_modulefix/lib/hn_modulefix.pth'" in lines[1] and "'/hn_modulefix/lib/hn_modulefix.start'" not in lines[1]
     assert lines[2] == ("build ['FROM base', 'RUN PYTHONPATH=/hn_modulefix/lib python -m hn_modulefix install-hook'] []")
     assert lines[3] == "build ['FROM base', 'ENV HN_MODULEFIX_MANIFEST=/hn_modulefix/bundle/manifest.json'] []"
     bundle_files = ("['/hn_modulefix/bundle/manifest.json', '/hn_modulefix/bundle/modules/scripts/pipeline.py', "

@@ -5,12 +5,14 @@ and 3.15. Each runs in a fresh venv where the wheel was pip-installed by that Py
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import _pythons
 from _pythons import Python
 from _support import REPO
+from hn_modulefix._hook import PTH_NAME, START_NAME, hook_that_runs
 
 # The hn_modulefix finders on sys.meta_path and the hn_modulefix modules loaded (and json,
 # which the start-up path must not load).
@@ -51,10 +53,16 @@ def bundle_scenario(python: Python, tmp_path: Path) -> tuple[Path, Path]:
     return scenario, manifest
 
 
-def test_startup_hook_runs_once_and_is_inert_without_a_manifest(interpreter: Python, tmp_path: Path) -> None:
+def test_the_wheels_hook_file_runs_once_silently_and_is_inert_without_a_manifest(interpreter: Python,
+                                                                                 tmp_path: Path) -> None:
     _, manifest = bundle_scenario(interpreter, tmp_path)
     site = interpreter.site()
-    assert (site / "hn_modulefix.pth").is_file() and (site / "hn_modulefix.start").is_file()
+    shipped = {p.name for p in site.iterdir() if p.suffix in (".pth", ".start") and "hn_modulefix" in p.name}
+    # The wheel ships the .pth alone: any .start file costs Python 3.15-3.17 an import of pkgutil at every
+    # start. On a Python that would not run it (3.18 ignores import lines, PEP 829) this fails: ship the .start.
+    assert shipped == {"hn_modulefix.pth"}
+    assert hook_that_runs(shipped, interpreter.version_info) == "hn_modulefix.pth", \
+        "Python %s runs no hook file the wheel ships: ship hn_modulefix.start in the wheel" % interpreter.version
     env = {"HN_MODULEFIX_MANIFEST": interpreter.path(manifest)}
     verbose = interpreter.run(["python", "-v", "-c", SHOW], cwd=tmp_path, env=env)
     # One finder, and nothing else loaded: Debian's own sitecustomize imports the absent
@@ -64,18 +72,19 @@ def test_startup_hook_runs_once_and_is_inert_without_a_manifest(interpreter: Pyt
     if interpreter.root is not None:  # a Debian chroot: its sitecustomize is there, and ran
         assert "'sitecustomize'" in interpreter.run(["python", "-c", "import sys; print(sorted(sys.modules))"],
                                                     cwd=tmp_path).stdout
-    pth, start = interpreter.path(site / "hn_modulefix.pth"), interpreter.path(site / "hn_modulefix.start")
-    trace = [line for line in verbose.stderr.splitlines() if pth in line or start in line]
+    pth = interpreter.path(site / "hn_modulefix.pth")
+    trace = [line for line in verbose.stderr.splitlines() if pth in line]
     if interpreter.version_info >= (3, 15):
-        # PEP 829: the entry point runs, once; the .pth's import line is skipped, so no
-        # deprecation warning, and nothing left for Python 3.18 to ignore.
-        assert trace.count("Executing entry point: _hn_modulefix_boot:start from %s" % start) == 1, trace
-        assert "import lines in %s are suppressed due to matching %s file." % (pth, start) in trace, trace
-        assert not [line for line in trace if "deprecated" in line or "Exec'ing" in line], trace
+        # PEP 829: the import line still runs, once, and says it is deprecated only under -v.
+        assert trace[-2:] == ["import lines in %s are deprecated, use entry points in a %s file instead."
+                              % (pth, pth[:-len(".pth")] + ".start"),
+                              "Exec'ing from %s: %s" % (pth, (REPO / "src" / PTH_NAME).read_text().splitlines()[1])]
+        assert sum(line.startswith("Exec'ing") for line in trace) == 1, trace
+    # At default verbosity the hook is silent, manifest set or not, on every Python.
+    quiet = interpreter.run(["python", "-c", SHOW], cwd=tmp_path, env=env)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "['_hn_modulefix_boot'] ['_hn_modulefix_boot']\n", "")
     inert = interpreter.run(["python", "-c", SHOW], cwd=tmp_path)
-    # Without a manifest nothing is loaded but, from 3.15 on, the module the entry point names.
-    loaded = "['_hn_modulefix_boot']" if interpreter.version_info >= (3, 15) else "[]"
-    assert (inert.returncode, inert.stdout, inert.stderr) == (0, "[] %s\n" % loaded, "")
+    assert (inert.returncode, inert.stdout, inert.stderr) == (0, "[] []\n", "")
 
 
 def test_finder_rebuilds_one_module_for_all_names_and_fails_cleanly(interpreter: Python, tmp_path: Path) -> None:
@@ -107,31 +116,66 @@ def test_process_pool_workers_fail_without_and_work_with_the_bundle(interpreter:
     assert red.returncode != 0 and "No module named 'jobs'" in red.stderr, red.stderr[-2000:]
     green = interpreter.run(driver, cwd=tmp_path, env={"HN_MODULEFIX_MANIFEST": interpreter.path(manifest)},
                             timeout=120)
-    assert (green.returncode, green.stdout) == (0, "[('square', 3, 9), ('cube', 2, 8), ('square', 5, 25)]\n"), \
-        green.stderr[-2000:]
+    assert green.returncode == 0, green.stderr[-2000:]
+    results, pids = green.stdout.splitlines()
+    assert results == "[('square', 3, 9), ('cube', 2, 8), ('square', 5, 25)]"
+    found = json.loads(pids)
+    assert found["workers"] and found["driver"] not in found["workers"], found  # done in workers
 
 
 def test_interpreter_starts_with_the_boot_module_missing(interpreter: Python, wheel: Path, tmp_path: Path) -> None:
-    # A broken install: `site` reports the .pth line (up to 3.14) or the entry point (3.15+)
-    # it could not run, and the interpreter starts.
+    # A broken install: `site` reports the .pth line it could not run, and the interpreter starts.
     _, manifest = bundle_scenario(interpreter, tmp_path)
     broken = _pythons.venv_python(interpreter.version, tmp_path / "broken", interpreter.workdir, wheel)
     (broken.site() / "_hn_modulefix_boot.py").unlink()
     result = broken.run(["python", "-c", "print('started')"], cwd=tmp_path,
                         env={"HN_MODULEFIX_MANIFEST": broken.path(manifest)})
     assert (result.returncode, result.stdout) == (0, "started\n"), result.stderr
-    named = "hn_modulefix.start" if interpreter.version_info >= (3, 15) else "hn_modulefix.pth"
-    assert named in result.stderr and "No module named '_hn_modulefix_boot'" in result.stderr, result.stderr
+    assert "hn_modulefix.pth" in result.stderr and "No module named '_hn_modulefix_boot'" in result.stderr, result.stderr
 
 
-def test_doctor_names_the_hook_file_this_python_runs(interpreter: Python, tmp_path: Path) -> None:
+def test_doctor_names_the_hook_file_this_python_runs(interpreter: Python, wheel: Path, tmp_path: Path) -> None:
     _, manifest = bundle_scenario(interpreter, tmp_path)
-    done = interpreter.run(["python", "-m", "hn_modulefix", "doctor"], cwd=tmp_path,
-                           env={"HN_MODULEFIX_MANIFEST": interpreter.path(manifest)})
+    env = {"HN_MODULEFIX_MANIFEST": interpreter.path(manifest)}
+    done = interpreter.run(["python", "-m", "hn_modulefix", "doctor"], cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
-    # From 3.15 (PEP 829) the .start file's entry point runs, not the .pth's import line.
-    name = "hn_modulefix.start" if interpreter.version_info >= (3, 15) else "hn_modulefix.pth"
-    label = ".start hook" if interpreter.version_info >= (3, 15) else ".pth hook"
-    assert done.stdout.splitlines()[2] == "%-14s %s" % (label, interpreter.path(interpreter.site() / name))
+    assert done.stdout.splitlines()[2] == "%-14s %s" % (".pth hook", interpreter.path(interpreter.site() / PTH_NAME))
     assert done.stdout.splitlines()[4].startswith("finder         installed at start-up by ")
     assert done.stdout.splitlines()[-1] == "no problems found"
+
+    # `install-hook --start` adds the PEP 829 entry point, which 3.15+ runs instead of the .pth's import line.
+    started = _pythons.venv_python(interpreter.version, tmp_path / "started", interpreter.workdir, wheel)
+    installed = started.run(["python", "-m", "hn_modulefix", "install-hook", "--start"], cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr
+    site = started.site()
+    assert installed.stdout.splitlines()[-2:] == [started.path(site / START_NAME), started.path(site / PTH_NAME)]
+    done = started.run(["python", "-m", "hn_modulefix", "doctor"], cwd=tmp_path, env=env)
+    runs = START_NAME if interpreter.version_info >= (3, 15) else PTH_NAME
+    assert done.stdout.splitlines()[2] == "%-14s %s" % (runs[runs.index("."):] + " hook", started.path(site / runs))
+    assert (done.returncode, done.stdout.splitlines()[-1]) == (0, "no problems found"), done.stdout
+    verbose = started.run(["python", "-v", "-c", SHOW], cwd=tmp_path, env=env)
+    assert verbose.stdout == "['_hn_modulefix_boot'] ['_hn_modulefix_boot']\n", verbose.stderr[-3000:]
+    if interpreter.version_info >= (3, 15):
+        assert "Executing entry point: _hn_modulefix_boot:start from %s" % started.path(site / START_NAME) \
+            in verbose.stderr.splitlines()
+
+    # Only a .start file: before 3.15 no hook runs, and doctor says so.
+    (site / PTH_NAME).unlink()
+    done = started.run(["python", "-m", "hn_modulefix", "doctor"], cwd=tmp_path, env=env)
+    if interpreter.version_info >= (3, 15):
+        assert done.returncode == 0, done.stdout
+    else:
+        assert done.returncode == 1 and done.stdout.splitlines()[2] == (
+            "hook file      %s: not run, Python %s runs no .start file (PEP 829 entry points start with 3.15)"
+            % (started.path(site / START_NAME), interpreter.version))
+        assert ("  no start-up hook runs in this Python: Python %s runs no .start file (PEP 829 entry points start "
+                "with 3.15); run `python -m hn_modulefix install-hook` (the .pth import line), or pip install "
+                "hn_modulefix" % interpreter.version) in done.stdout.splitlines()
+
+
+def test_which_hook_file_runs_follows_pep_829() -> None:
+    both = {PTH_NAME, START_NAME}
+    assert [hook_that_runs(files, version) for files, version in [
+        ({PTH_NAME}, (3, 9)), ({PTH_NAME}, (3, 15)), ({PTH_NAME}, (3, 17)), ({PTH_NAME}, (3, 18)),
+        (both, (3, 14)), (both, (3, 15)), (both, (3, 18)), ({START_NAME}, (3, 14)), (set(), (3, 15)),
+    ]] == [PTH_NAME, PTH_NAME, PTH_NAME, None, PTH_NAME, START_NAME, START_NAME, None, None]

@@ -1,6 +1,7 @@
-"""Daft on real Ray, red/green, for use_process=True and False: a cluster the driver
-starts, an existing cluster the driver connects to, and two nodes whose bundle files are
-deleted on the driver before the job runs.
+"""Daft on real Ray, red/green: for use_process=True and False, a cluster the driver
+starts and an existing cluster the driver connects to; and a worker node that cannot read
+the driver's files (its own mount namespace, see _nodes.py), where they are missing or an
+older checkout stands at their path.
 
 Each scenario runs in a private network and PID namespace with only loopback (Ray would
 bind the machine's external address otherwise); leaving the namespace ends every Ray
@@ -11,51 +12,29 @@ bring it.
 
 from __future__ import annotations
 
-import os
+import json
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from _support import REPO, clean_env, make_venv, run
-
-needs_namespace = pytest.mark.skipif(
-    shutil.which("unshare") is None or shutil.which("ip") is None or os.geteuid() != 0,
-    reason="needs root, unshare and ip to give Ray a loopback-only network")
+from _nodes import bare_python, in_namespace, needs_namespace, node, short_tmp, wait_until  # noqa: F401 (fixtures)
+from _support import REPO, clean_env, run
 
 DRIVER = REPO / "tests" / "scenarios" / "ray_driver.py"
 EXPECTED = "result: [10, 40, 90, 160]"
 RUNS = [(fix, use_process) for fix in ("0", "1") for use_process in ("0", "1")]
+RAY = '"$PY" -c "import sys; from ray.scripts.scripts import main; sys.argv[0] = \'ray\'; main()"'
 
 
-@pytest.fixture(scope="module")
-def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_venv(tmp_path_factory.mktemp("ray") / "venv", host_packages=True)
-
-
-@pytest.fixture
-def short_tmp() -> Iterator[Path]:
-    # Ray's socket paths must stay under the 107-byte limit: pytest's tmp_path is too deep.
-    path = Path(tempfile.mkdtemp(prefix="hnr", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def in_namespace(script: str, tmp: Path, python: Path) -> str:
-    """Run a shell script in a loopback-only network + PID namespace; returns its stdout."""
-    env = clean_env(HOME=str(tmp / "home"), RAY_TMPDIR=str(tmp / "r"), RAY_AUTH_MODE="disabled",
-                    RAY_USAGE_STATS_ENABLED="0", RAY_DISABLE_DASHBOARD="1", DAFT_PROGRESS_BAR="0",
-                    PY=str(python), DRIVER=str(DRIVER), SRC=str(REPO / "src"), OUT=str(tmp))
-    (tmp / "home").mkdir()
-    (tmp / "r").mkdir()
-    result = run(["unshare", "-n", "-p", "-f", "--mount-proc", "sh", "-c", "ip link set lo up\n" + script],
-                 env=env, cwd=tmp, timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    return result.stdout
+def in_ray_namespace(script: str, tmp: Path, python: Path) -> str:
+    """`in_namespace` with Ray's temp dir and home (its token file) in `tmp`."""
+    (tmp / "r").mkdir(exist_ok=True)
+    return in_namespace(script, tmp, PY=str(python), DRIVER=str(DRIVER), SRC=str(REPO / "src"),
+                        RAY_TMPDIR=str(tmp / "r"), RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+                        RAY_DISABLE_DASHBOARD="1", DAFT_PROGRESS_BAR="0")
 
 
 DRIVE_ALL = """
@@ -80,28 +59,85 @@ def check_runs(stdout: str, tmp: Path) -> None:
 @pytest.mark.ray
 @needs_namespace
 def test_cluster_started_by_the_driver(bare_python: Path, short_tmp: Path) -> None:
-    stdout = in_namespace(DRIVE_ALL.format(mode="local", address=""), short_tmp, bare_python)
+    stdout = in_ray_namespace(DRIVE_ALL.format(mode="local", address=""), short_tmp, bare_python)
     check_runs(stdout, short_tmp)
 
 
 @pytest.mark.ray
 @needs_namespace
 def test_existing_cluster(bare_python: Path, short_tmp: Path) -> None:
-    ray = '"$PY" -c "import sys; from ray.scripts.scripts import main; sys.argv[0] = \'ray\'; main()"'
-    script = (ray + " start --head --port=6390 --node-ip-address=127.0.0.1 --num-cpus=2"
+    script = (RAY + " start --head --port=6390 --node-ip-address=127.0.0.1 --num-cpus=2"
               " --object-store-memory=268435456 --include-dashboard=false --disable-usage-stats"
               ' --temp-dir="$RAY_TMPDIR/ray" > "$OUT/head.txt" 2>&1 || exit 3\n'
               + DRIVE_ALL.format(mode="address", address="127.0.0.1:6390")
-              + ray + " stop --force > /dev/null 2>&1\n")
-    check_runs(in_namespace(script, short_tmp, bare_python), short_tmp)
+              + RAY + " stop --force > /dev/null 2>&1\n")
+    check_runs(in_ray_namespace(script, short_tmp, bare_python), short_tmp)
+
+
+def node_projects(tmp: Path) -> tuple[Path, Path]:
+    """The driver's project (a copy of ray_user) and an older checkout of it: the same
+    module names, where shapes.py computes the area otherwise and job.py is unchanged."""
+    project, old = tmp / "proj", tmp / "old"
+    for path in (project, old):
+        shutil.copytree(REPO / "tests" / "scenarios" / "ray_user", path, ignore=shutil.ignore_patterns("__pycache__"))
+    shapes = old / "scripts" / "shapes.py"
+    source = shapes.read_text()
+    assert "self.side * self.side" in source
+    shapes.write_text(source.replace("self.side * self.side", "self.side + self.side"))
+    return project, old
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 @needs_namespace
-def test_two_nodes_with_the_local_bundle_deleted(bare_python: Path, short_tmp: Path) -> None:
-    stdout = in_namespace(DRIVE_ALL.format(mode="cluster", address=""), short_tmp, bare_python)
-    check_runs(stdout, short_tmp)
-    assert "nodes: 2" in (short_tmp / "run_11.txt").read_text()
+@pytest.mark.parametrize("checkout", ["none", "older"])
+def test_worker_node_that_cannot_read_the_drivers_files(checkout: str, bare_python: Path, short_tmp: Path) -> None:
+    """The head has no CPUs: every task runs on the other node (only Daft's scheduler actor,
+    which Daft pins to the head, runs beside the driver).  That node has its own mount
+    namespace where the driver's project, home (the cache), temp dir, Ray directory and
+    hn_modulefix's source are empty directories, or (`older`) the project path holds an
+    older checkout.  Only the runtime_env can bring the driver's modules there."""
+    project, old = node_projects(short_tmp)
+    main_run = run([str(bare_python), "scripts/job.py"], cwd=project)
+    assert main_run.returncode == 0 and main_run.stdout.startswith("result: "), main_run.stderr[-3000:]
+    driver_tmp, head_dir, node_dir = short_tmp / "driver_tmp", short_tmp / "r" / "head", short_tmp / "r" / "node"
+    for path in (driver_tmp, head_dir, node_dir, short_tmp / "home"):
+        path.mkdir(parents=True)
+    hidden = [short_tmp / "home", driver_tmp, head_dir, REPO / "src", REPO / "tests"]
+    if checkout == "none":
+        hidden.append(project)
+    port = "127.0.0.1:6391"
+    script = (RAY + " start --head --num-cpus=0 --port=6391 --node-ip-address=127.0.0.1"
+              " --object-store-memory=268435456 --include-dashboard=false --disable-usage-stats"
+              ' --temp-dir="%s" > "$OUT/head.txt" 2>&1 || exit 3\n' % head_dir
+              + node(RAY + " start --address=%s --num-cpus=2 --node-ip-address=127.0.0.1"
+                     " --object-store-memory=268435456 --disable-usage-stats --temp-dir=%s --block"
+                     % (port, node_dir), '"$OUT/node.txt"', hide=hidden,
+                     bind={project: old} if checkout == "older" else {})
+              + wait_until('grep -q "Ray runtime started" "$OUT/node.txt"', 60, "the worker node")
+              + "for fix in 0 1; do\n"
+              + '  JOB_PROJECT="%s" TMPDIR="%s" JOB_USE_PROCESS=1 JOB_ORIGIN=1 "$PY" "$DRIVER" "$SRC" address $fix %s'
+                ' > "$OUT/run_$fix.txt" 2>&1\n' % (project, driver_tmp, port)
+              + '  echo "exit $fix $?"\ndone\n')
+    stdout = in_ray_namespace(script, short_tmp, bare_python).splitlines()
+    red, green = (short_tmp / "run_0.txt").read_text(), (short_tmp / "run_1.txt").read_text()
+    assert "exit 0 1" in stdout and not any(x.startswith("result: ") for x in red.splitlines()), red[-3000:]
+    assert re.search(r"ModuleNotFoundError: No module named '(job|shapes)'", red), red[-3000:]
+    assert "exit 1 0" in stdout, green[-3000:]
+    lines = green.splitlines()
+    assert main_run.stdout.splitlines()[-1] in lines, green[-3000:]
+    driver = json.loads(next(x for x in lines if x.startswith("driver: "))[8:])
+    origin = json.loads(next(x for x in lines if x.startswith("origin: "))[8:])
+    assert driver["alive"] == 2 and origin["node"] != driver["node"] and origin["pid"] != driver["pid"], green[-3000:]
+    # The worker node's own directory for what a runtime_env brought: the shipped copy.
+    shipped = Path(origin["shapes"]).relative_to(node_dir)
+    assert shipped.parts[1:3] == ("runtime_resources", "py_modules_files") and shipped.name == "shapes.py", origin
+    # Where the node holds the listed bytes at the driver's path (job.py is the same in
+    # the older checkout), the module keeps its original __file__.
+    if checkout == "older":
+        assert origin["job"] == str(project / "scripts" / "job.py"), origin
+    else:
+        assert Path(origin["job"]).parent == Path(origin["shapes"]).parent, origin
 
 
 def test_runtime_env_merges_into_base_and_keeps_it() -> None:
@@ -116,6 +152,8 @@ def test_runtime_env_merges_into_base_and_keeps_it() -> None:
     assert names[0].startswith("hn_modulefix_bundle_")
     assert names[1:] == ["hn_modulefix", "_hn_modulefix_boot.py", "sitecustomize.py"]
     assert env["env_vars"]["HN_MODULEFIX_MANIFEST"] == "pythonpath:%s/manifest.json" % names[0]
+    # A snapshot: a node holding other files at the driver's paths runs the bytes shipped.
+    assert json.loads((Path(env["py_modules"][1]) / "manifest.json").read_text())["snapshot"] is True
     with pytest.raises(ValueError, match="env_vars already sets HN_MODULEFIX_MANIFEST"):
         ray_runtime_env(str(REPO / "examples" / "scripts" / "pipeline.py"),
                         base={"env_vars": {"HN_MODULEFIX_MANIFEST": "/x"}})
@@ -149,7 +187,7 @@ def test_example_ray_daft(bare_python: Path, short_tmp: Path) -> None:
     wrapper, example = REPO / "tests" / "scenarios" / "driver_with_src.py", REPO / "examples" / "ray_daft.py"
     script = "".join('"$PY" %s "$SRC" %s %s > "$OUT/%s.txt" 2>&1; echo "exit %s $?"\n' % (wrapper, example, flag, name, name)
                      for name, flag in (("red", "--without"), ("green", "")))
-    stdout = in_namespace(script, short_tmp, bare_python).splitlines()
+    stdout = in_ray_namespace(script, short_tmp, bare_python).splitlines()
     red, green = (short_tmp / "red.txt").read_text(), (short_tmp / "green.txt").read_text()
     # Whichever of the script's two modules the workers unpickle first.
     assert "exit red 1" in stdout and re.search(r"ModuleNotFoundError: No module named '(helpers|pipeline)'", red), \

@@ -46,6 +46,12 @@ def drive(python: Path, repo: Path, cwd: Path, **env: str) -> tuple[int, object,
     return 0, [{k: v for k, v in row.items() if k != "pid"} for row in data["rows"]], done.stderr
 
 
+def ship_in_script(repo: Path) -> None:
+    """jobs/pipeline.py calls hn_modulefix.ship() first, as the README says."""
+    script = repo / "jobs" / "pipeline.py"
+    script.write_text("import hn_modulefix\nhn_modulefix.ship()\n" + script.read_text())
+
+
 def test_the_script_run_as_main_is_the_reference(hook_python: Path, repo: Path) -> None:
     done = run([str(hook_python), "pipeline.py"], cwd=repo / "jobs")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -119,8 +125,7 @@ def test_ship_bundles_into_the_cache_exports_the_manifest_and_rebundles_on_chang
     cache = tmp_path / "cache"
     red = drive(hook_python, repo, cwd=tmp_path, XDG_CACHE_HOME=str(cache))
     assert red[0] != 0 and "ModuleNotFoundError: No module named 'textkit'" in red[2], red[2][-2000:]
-    script = repo / "jobs" / "pipeline.py"
-    script.write_text("import hn_modulefix\nhn_modulefix.ship()\n" + script.read_text())
+    ship_in_script(repo)
     assert drive(hook_python, repo, cwd=repo, XDG_CACHE_HOME=str(cache))[:2] == (0, EXPECTED)
     bundles = sorted((cache / "hn_modulefix" / "bundles").iterdir())
     assert len(bundles) == 1 and (bundles[0] / "manifest.json").is_file()
@@ -150,6 +155,53 @@ def test_ship_bundles_into_the_cache_exports_the_manifest_and_rebundles_on_chang
     changed = [dict(row, textkit="jobs/textkit 2") for row in EXPECTED]
     assert drive(hook_python, repo, cwd=repo, XDG_CACHE_HOME=str(cache))[:2] == (0, changed)
     assert len(list((cache / "hn_modulefix" / "bundles").iterdir())) == 2
+
+
+def test_an_edit_saved_while_a_shipped_job_runs_never_reaches_its_workers(hook_python: Path, repo: Path,
+                                                                          tmp_path: Path) -> None:
+    # The edit is saved after the driver imported textkit, before Daft starts its workers.
+    # The workers run the bytes the driver ran, not the edit; and a same-named module first
+    # on their sys.path (`python -m` puts their working directory there) does not shadow it.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shadow = elsewhere / "textkit.py"
+    shadow.write_text("VERSION = 'the working directory textkit'\n")
+    red = drive(hook_python, repo, cwd=elsewhere, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    # Without hn_modulefix that module is the workers' textkit.
+    assert red[0] != 0 and "ModuleNotFoundError: No module named 'textkit.spans'; 'textkit' is not a package" \
+        in red[2], red[2][-2000:]
+    ship_in_script(repo)
+    init = repo / "jobs" / "textkit" / "__init__.py"
+    code, rows, stderr = drive(hook_python, repo, cwd=elsewhere, XDG_CACHE_HOME=str(tmp_path / "cache"),
+                               EDIT_AFTER_IMPORT=str(init))
+    assert (code, rows) == (0, EXPECTED), stderr[-3000:]
+    assert init.read_text().endswith("VERSION = 'edited while the job ran'\n")
+
+
+TOOL_DRIVER = """import subprocess, sys
+import hn_modulefix
+hn_modulefix.ship()
+import utils
+print("driver:", utils.WHO, flush=True)
+sys.exit(subprocess.run([sys.executable, sys.argv[1]]).returncode)
+"""
+
+
+def test_another_program_the_driver_starts_keeps_its_own_modules(hook_python: Path, tmp_path: Path) -> None:
+    project, other = tmp_path / "proj", tmp_path / "other"
+    (project / "jobs").mkdir(parents=True)
+    (other / "jobs").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    (project / "jobs" / "driver.py").write_text(TOOL_DRIVER)  # listed as driver, jobs.driver
+    (project / "jobs" / "utils.py").write_text("WHO = 'the driver utils'\n")
+    (other / "tool.py").write_text("import utils, jobs\nprint('tool:', utils.WHO, jobs.WHO)\n")
+    (other / "utils.py").write_text("WHO = 'the tool utils'\n")
+    (other / "jobs" / "__init__.py").write_text("WHO = 'the tool jobs'\n")
+    # `python other/tool.py` puts other/ first on its sys.path; the driver's bundle did not come from there.
+    done = run([str(hook_python), str(project / "jobs" / "driver.py"), str(other / "tool.py")], cwd=project,
+               env=clean_env(XDG_CACHE_HOME=str(tmp_path / "cache")))
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0, "driver: the driver utils\ntool: the tool utils the tool jobs\n", ""), done.stderr[-2000:]
 
 
 def test_the_debian_sitecustomize_miss_loads_nothing(hook_python: Path, repo: Path, tmp_path: Path) -> None:

@@ -139,13 +139,20 @@ def test_install_hook_into_another_interpreter(hook_python: Path, manifest: Path
     result = run([str(hook_python), "-m", "hn_modulefix", "install-hook", "--site-dir", str(site)], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [str(site / "hn_modulefix"), str(site / "_hn_modulefix_boot.py"),
-                                          str(site / "hn_modulefix.start"), str(site / "hn_modulefix.pth")]
-    for name in ("hn_modulefix.start", "hn_modulefix.pth"):
-        assert (site / name).read_text() == (REPO / "src" / name).read_text()
+                                          str(site / "hn_modulefix.pth")]
+    assert (site / "hn_modulefix.pth").read_text() == (REPO / "src" / "hn_modulefix.pth").read_text()
     assert list((site / "__pycache__").glob("_hn_modulefix_boot.*.pyc"))  # compiled: no compile at every start
     code = "import job; print(job.Item(5))"
     hooked = run([str(plain), "-c", code], cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
     assert (hooked.returncode, hooked.stdout, hooked.stderr) == (0, "Item(x=5)\n", "")
+    # --start adds the PEP 829 entry point (which Python 3.15+ runs instead of the .pth's
+    # import line); installing again without it takes it away.
+    result = run([str(hook_python), "-m", "hn_modulefix", "install-hook", "--site-dir", str(site), "--start"],
+                 cwd=tmp_path)
+    assert result.stdout.splitlines()[2:] == [str(site / "hn_modulefix.start"), str(site / "hn_modulefix.pth")]
+    assert (site / "hn_modulefix.start").read_text().splitlines()[1:] == ["_hn_modulefix_boot:start"]
+    result = run([str(hook_python), "-m", "hn_modulefix", "install-hook", "--site-dir", str(site)], cwd=tmp_path)
+    assert result.returncode == 0 and not (site / "hn_modulefix.start").exists(), result.stderr
 
 
 def test_the_hook_run_again_adds_no_second_finder(hook_python: Path, manifest: Path, tmp_path: Path) -> None:
@@ -168,15 +175,83 @@ def test_names_txt_that_disagrees_with_the_manifest_disables_the_finder(hook_pyt
         "`hn-modulefix bundle`\n" % manifest)
 
 
-def test_editable_install_ships_both_hook_files(tmp_path: Path, manifest: Path) -> None:
+def test_editable_install_ships_the_pth_alone(tmp_path: Path, manifest: Path) -> None:
     # As the README's command installs it: pip fetches the build backend for an isolated build.
     python = make_venv(tmp_path / "editable")
     result = run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "-e", str(REPO)],
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     site = venv_site(tmp_path / "editable")
-    for name in ("hn_modulefix.start", "hn_modulefix.pth"):
-        assert (site / name).read_text() == (REPO / "src" / name).read_text()
+    assert (site / "hn_modulefix.pth").read_text() == (REPO / "src" / "hn_modulefix.pth").read_text()
+    assert not (site / "hn_modulefix.start").exists()  # see test_pythons: the .pth runs on every Python
     hooked = run([str(python), "-c", "import job; print(job.Item(7))"], cwd=tmp_path,
                  env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
     assert (hooked.returncode, hooked.stdout, hooked.stderr) == (0, "Item(x=7)\n", "")
+
+
+# Two threads look up two different listed names at once while the first one's lookup loads
+# the real finder (slowed down here): the other waits for that finder, never loads a second.
+# They ask the hook directly, as code that walks sys.meta_path does: importlib's own imports
+# are serialized around each find_spec call by its global import lock.
+RACE_TO_LOAD = """import sys, threading, time
+import _hn_modulefix_boot as boot
+from hn_modulefix._finder import ManifestFinder
+real = ManifestFinder.from_path.__func__
+loads = []
+
+def slow_load(cls, path):
+    loads.append(path)
+    time.sleep(0.5)
+    return real(cls, path)
+
+ManifestFinder.from_path = classmethod(slow_load)
+barrier = threading.Barrier(2)
+got = {}
+
+def load(name):
+    barrier.wait()
+    spec = boot.find_spec(name)
+    got[name] = spec.origin.rpartition("/")[2] if spec is not None else None
+
+threads = [threading.Thread(target=load, args=(name,)) for name in ("first", "second")]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(loads), got["first"], got["second"])
+"""
+
+
+def test_threads_asking_for_two_names_at_once_load_the_finder_once(hook_python: Path, tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "first.py").write_text("WHO = 'first'\n")
+    (project / "second.py").write_text("WHO = 'second'\n")
+    (project / "job.py").write_text("import first, second\n")
+    manifest = bundle(project / "job.py", out=tmp_path / "bundle", root=project)
+    result = run([str(hook_python), "-c", RACE_TO_LOAD], cwd=tmp_path,
+                 env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "1 first.py second.py\n", "")
+
+
+def test_a_bundle_without_names_txt_answers_the_manifests_names(hook_python: Path, manifest: Path,
+                                                                 tmp_path: Path) -> None:
+    (manifest.parent / "names.txt").unlink()  # a bundle made by hand, or by an older version
+    result = run([str(hook_python), "-c", "import scripts.job, job; print(job is scripts.job, job.Item(3))"],
+                 cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "True Item(x=3)\n", "")
+
+
+def test_a_pythonpath_reference_names_the_first_entry_that_holds_it(hook_python: Path, tmp_path: Path) -> None:
+    entries = []
+    for who in ("first", "second"):
+        project = tmp_path / who
+        project.mkdir()
+        (project / "job.py").write_text("WHO = %r\n" % who)
+        bundle(project / "job.py", out=tmp_path / ("site-" + who) / "hn_modulefix_bundle_x", root=project)
+        entries.append(str(tmp_path / ("site-" + who)))
+    code = "import job; print(job.WHO)"
+    env = clean_env(HN_MODULEFIX_MANIFEST="pythonpath:hn_modulefix_bundle_x/manifest.json")
+    for order in (entries, entries[::-1]):
+        result = run([str(hook_python), "-c", code], cwd=tmp_path, env=dict(env, PYTHONPATH=":".join(order)))
+        assert (result.returncode, result.stdout, result.stderr) == (0, "%s\n" % order[0].rpartition("-")[2], "")

@@ -10,6 +10,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,19 +53,80 @@ def test_daft_process_udf_fails_without_and_matches_main_with_bundle(
     assert json.loads(green.stdout)["sentiment"] == ["POSITIVE", "NEGATIVE", "NEUTRAL", "NEUTRAL"]
 
 
-@pytest.mark.parametrize("kind", ["pool", "executor"])
-def test_spawned_workers_fail_without_and_work_with_bundle(hook_python: Path, tmp_path: Path, kind: str) -> None:
-    scenario = tmp_path / "scenario"
-    shutil.copytree(REPO / "tests" / "scenarios", scenario)
-    driver = [str(hook_python), str(scenario / "pool_driver.py"), kind]
+POOL_RESULTS = "[('square', 3, 9), ('cube', 2, 8), ('square', 5, 25)]"
 
-    red = run(driver, cwd=tmp_path, timeout=120)
+
+def pool_driver(python: Path, tmp_path: Path, *args: str, manifest: str | None = None) -> tuple[str, dict[str, Any]]:
+    """tests/scenarios/pool_driver.py run with `args`, which must succeed: its results line
+    and the pids, with every result made in a worker (another pid than the driver's)."""
+    # ship()'s cache in the test's own directory, never the user's.
+    env = clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), **({"HN_MODULEFIX_MANIFEST": manifest} if manifest else {}))
+    done = run([str(python), str(tmp_path / "scenario" / "pool_driver.py"), *args], cwd=tmp_path, env=env, timeout=120)
+    assert done.returncode == 0, (args, done.stderr[-3000:])
+    results, pids = done.stdout.splitlines()
+    found = json.loads(pids)
+    assert found["workers"] and found["driver"] not in found["workers"], found
+    return results, found
+
+
+@pytest.mark.parametrize("kind, method", [("pool", "spawn"), ("executor", "spawn"), ("executor", "forkserver")])
+def test_spawned_workers_fail_without_a_sys_path_entry_and_work_with_bundle_or_ship(
+        hook_python: Path, tmp_path: Path, kind: str, method: str) -> None:
+    scenario = tmp_path / "scenario"
+    shutil.copytree(REPO / "tests" / "scenarios", scenario, ignore=shutil.ignore_patterns("__pycache__"))
+    # Spawned and forkserver children receive the parent's sys.path: a script imported as
+    # `modal run` imports it (its directory put first on sys.path) needs nothing.
+    assert pool_driver(hook_python, tmp_path, kind, method, "--modal")[0] == POOL_RESULTS
+
+    # Loaded by file location with no sys.path entry, the children cannot import it.
+    red = run([str(hook_python), str(scenario / "pool_driver.py"), kind, method], cwd=tmp_path, timeout=120)
     assert red.returncode != 0 and "No module named 'jobs'" in red.stderr, red.stderr[-2000:]
+    if kind == "pool":
+        # The worker dies unpickling its task, the pool starts another and the task is lost:
+        # the map waits for ever; here until the driver's timeout.
+        assert red.stderr.rstrip().endswith("multiprocessing.context.TimeoutError"), red.stderr[-2000:]
+    else:
+        assert "BrokenProcessPool" in red.stderr, red.stderr[-2000:]
 
     manifest = cli_bundle(hook_python, str(scenario / "user" / "jobs.py"), "-o", str(tmp_path / "bundle"), cwd=scenario)
-    green = run(driver, cwd=tmp_path, env=clean_env(HN_MODULEFIX_MANIFEST=manifest), timeout=120)
-    assert (green.returncode, green.stdout) == (0, "[('square', 3, 9), ('cube', 2, 8), ('square', 5, 25)]\n"), \
-        green.stderr[-2000:]
+    assert pool_driver(hook_python, tmp_path, kind, method, manifest=manifest)[0] == POOL_RESULTS
+    assert pool_driver(hook_python, tmp_path, kind, method, "--ship")[0] == POOL_RESULTS
+
+
+def test_loky_workers_fail_without_and_work_with_ship_also_those_started_before_it(
+        hook_python: Path, tmp_path: Path) -> None:
+    shutil.copytree(REPO / "tests" / "scenarios", tmp_path / "scenario", ignore=shutil.ignore_patterns("__pycache__"))
+    driver = [str(hook_python), str(tmp_path / "scenario" / "pool_driver.py"), "loky"]
+    red = run(driver, cwd=tmp_path, timeout=120)
+    assert red.returncode != 0 and "No module named 'jobs'" in red.stderr, red.stderr[-2000:]
+    assert pool_driver(hook_python, tmp_path, "loky", "--ship")[0] == POOL_RESULTS
+
+    # joblib#1705: loky's reusable executor keeps its workers across calls, and workers
+    # started before the script was imported lack even its sys.path entry.
+    red = run(driver + ["--modal", "--early"], cwd=tmp_path, timeout=120)
+    assert red.returncode != 0 and "No module named 'jobs'" in red.stderr, red.stderr[-2000:]
+    # ship() shuts that executor down; the next call starts workers that get the manifest.
+    results, pids = pool_driver(hook_python, tmp_path, "loky", "--modal", "--early", "--ship")
+    assert results == POOL_RESULTS and pids["early"] and not set(pids["early"]) & set(pids["workers"]), pids
+
+
+@pytest.mark.parametrize("method, shadow", [("spawn", "module"), ("forkserver", "module"), ("spawn", "namespace")])
+def test_workers_of_a_shipping_driver_get_its_module_past_a_same_named_one_beside_it(
+        hook_python: Path, tmp_path: Path, method: str, shadow: str) -> None:
+    # The children run the driver's script again, with its directory first on sys.path: a
+    # same-named module or directory there is not the driver's (which it loaded by location).
+    scenario = tmp_path / "scenario"
+    shutil.copytree(REPO / "tests" / "scenarios", scenario, ignore=shutil.ignore_patterns("__pycache__"))
+    if shadow == "module":
+        (scenario / "jobs.py").write_text("raise RuntimeError('not the driver module: another jobs.py')\n")
+    else:
+        (scenario / "jobs").mkdir()
+    driver = [str(hook_python), str(scenario / "pool_driver.py"), "executor", method]
+    red = run(driver, cwd=tmp_path, timeout=120)
+    expected = ("RuntimeError: not the driver module" if shadow == "module"
+                else "AttributeError: Can't get attribute 'work' on <module 'jobs' (<_frozen_importlib_external.Namesp")
+    assert red.returncode != 0 and expected in red.stderr, red.stderr[-2000:]
+    assert pool_driver(hook_python, tmp_path, "executor", method, "--ship")[0] == POOL_RESULTS
 
 
 def test_example_daft_local_shows_red_then_green(tmp_path: Path) -> None:

@@ -5,6 +5,9 @@ directory, where ``modal run scripts/x.py`` puts it on sys.path, and the project
 where ``modal run -m scripts.x`` or ``python -m`` put it) and its file lies outside the
 standard library and site-packages.  Imports are read from the source with `ast`, never
 executed: top level, inside functions, relative, and `importlib.import_module("literal")`.
+
+An interactive ``__main__`` (a Jupyter kernel, IPython) has no script: there the modules
+it has already imported from the project stand in for it, each under the name it used.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Union
 
 from _hn_modulefix_boot import NAMES_FILE
-from hn_modulefix._manifest import MANIFEST_NAME, Manifest, Source, dump, dump_names, is_module_name, sha256_bytes
+from hn_modulefix._manifest import (MANIFEST_NAME, Manifest, Source, dump, dump_names, enclosing, is_module_name,
+                                    sha256_bytes)
 from hn_modulefix._scan import Pool, scan
 
 if TYPE_CHECKING:
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
 
 PathLike = Union[str, "os.PathLike[str]"]
 MODULES_DIR = "modules"
+# What marks a project's root directory, as packaging tools and git know it.
+ROOT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
 
 
 class BundleError(Exception):
@@ -44,6 +50,25 @@ class _Local:
         self.path = path
         self.package = package
         self.names: set[str] = set()
+
+
+class ImportedModule:
+    """A module this interpreter imported from a local file, under the name it used: the
+    name its objects pickle by reference."""
+
+    __slots__ = ("name", "path", "package", "search_root")
+
+    def __init__(self, name: str, path: str, package: bool, search_root: str) -> None:
+        self.name = name
+        self.path = path
+        self.package = package
+        self.search_root = search_root  # the sys.path entry it was found in
+
+    def __repr__(self) -> str:
+        return "ImportedModule(%r, %r)" % (self.name, self.path)
+
+
+Script = Union[PathLike, ImportedModule]
 
 
 def _installed_dirs() -> tuple[str, ...]:
@@ -194,7 +219,61 @@ def _search_roots(script: str, project_root: str) -> list[str]:
     return list(dict.fromkeys(roots))
 
 
-def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) -> dict[str, _Local]:
+def project_root(start: PathLike) -> str:
+    """The nearest directory from `start` upward that holds a project marker
+    (ROOT_MARKERS); `start` itself when none does."""
+    start_dir = os.path.realpath(os.fspath(start))
+    directory = start_dir
+    while not any(os.path.exists(os.path.join(directory, marker)) for marker in ROOT_MARKERS):
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return start_dir
+        directory = parent
+    return directory
+
+
+def _search_root(name: str, path: str, package: bool) -> str | None:
+    """The sys.path entry from which `name` loads `path`, or None when the file does not
+    lie where its name says (a module loaded from a file location under another name)."""
+    directory = os.path.dirname(path) if package else os.path.splitext(path)[0]
+    for part in reversed(name.split(".")):
+        if os.path.basename(directory) != part:
+            return None
+        directory = os.path.dirname(directory)
+    return directory
+
+
+def imported_local_modules(root: PathLike) -> list[ImportedModule]:
+    """The modules this interpreter has imported from Python files under `root` and
+    outside the standard library and site-packages, under the names it imported them by."""
+    installed = _installed_dirs()
+    under = os.path.realpath(os.fspath(root)) + os.sep
+    found = []
+    real_dirs: dict[str, str] = {}  # realpath per directory: a kernel has imported hundreds of modules
+    for name, module in sorted(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        # hn_modulefix itself is never shipped: the layer or the install provides it.
+        if name == "__main__" or name.split(".")[0] in ("hn_modulefix", "_hn_modulefix_boot") \
+                or getattr(module, "__name__", None) != name or not isinstance(origin, str) \
+                or not origin.endswith(".py"):
+            continue
+        directory = os.path.dirname(os.path.abspath(origin))
+        if directory not in real_dirs:
+            real_dirs[directory] = os.path.realpath(directory)
+        path = os.path.join(real_dirs[directory], os.path.basename(origin))
+        if not path.startswith(under) or path.startswith(installed) or not os.path.isfile(path):
+            continue
+        package = getattr(getattr(module, "__spec__", None), "submodule_search_locations", None) is not None
+        search_root = _search_root(name, path, package)
+        if search_root is None:
+            warnings.warn("hn_modulefix: module %r is not shipped: its file %s does not lie where that name "
+                          "would be found" % (name, path), stacklevel=4)
+            continue
+        found.append(ImportedModule(name, path, package, search_root))
+    return found
+
+
+def _collect(scripts: Sequence[str | ImportedModule], project_root: str, include: Sequence[str]) -> dict[str, _Local]:
     installed = _installed_dirs()
     found: dict[str, _Local] = {}
     # (file, search roots) to resolve the imports of: for each name the file has (it
@@ -238,8 +317,13 @@ def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) 
                 add(path, package, roots)
 
     for script in scripts:
-        roots = tuple(_search_roots(script, project_root))
-        add(script, False, roots)
+        if isinstance(script, ImportedModule):
+            # Found as the interpreter found it: under its own name, from its own sys.path entry.
+            roots: tuple[str, ...] = (script.search_root,)
+            add_located(script.name, roots)
+        else:
+            roots = tuple(_search_roots(script, project_root))
+            add(script, False, roots)
         for extra in include:
             add_located(extra, roots)
     for extra in include:
@@ -247,6 +331,7 @@ def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) 
             raise BundleError("--include %r: no local module of that name next to the scripts or in %s"
                               % (extra, project_root))
 
+    imported = {script.name for script in scripts if isinstance(script, ImportedModule)}
     with Pool() as pool:
         while queue:
             # Breadth first, in waves: the files of a wave are parsed on every core.
@@ -262,7 +347,9 @@ def _collect(scripts: Sequence[str], project_root: str, include: Sequence[str]) 
                 for context in sorted(contexts):  # the package each name resolves relative imports in
                     if (path, context, roots) not in resolved:
                         resolved.add((path, context, roots))
-                        for name in sorted(_imported_names(found_imports, context)):
+                        # A name the interpreter has already imported resolves to that module,
+                        # wherever another search root would find a file of the same name.
+                        for name in sorted(_imported_names(found_imports, context) - imported):
                             add_located(name, roots)
                 if local.package and (path, roots) not in listed:
                     listed.add((path, roots))
@@ -440,13 +527,16 @@ class _Planned:
                       sha256_bytes(self.data), self.package, self.path)
 
 
-def plan(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str] = ()) -> list[_Planned]:
+def plan(*scripts: Script, root: PathLike | None = None, include: Iterable[str] = ()) -> list[_Planned]:
     """What `bundle` would ship, read now: every file of the scripts' local closure."""
     if not scripts:
         raise BundleError("no script given")
     project_root = os.path.realpath(os.fspath(root) if root is not None else os.getcwd())
-    script_paths = []
+    script_paths: list[str | ImportedModule] = []
     for script in scripts:
+        if isinstance(script, ImportedModule):
+            script_paths.append(script)
+            continue
         path = os.path.realpath(os.fspath(script))
         if not os.path.exists(path):
             raise BundleError("%s: does not exist" % os.fspath(script))
@@ -468,8 +558,22 @@ def plan(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
         raise BundleError("cannot read %s: %s" % (exc.filename, exc.strerror or exc)) from exc
 
 
-def write(planned: Sequence[_Planned], out: PathLike) -> Path:
-    """Write the planned files, manifest.json and names.txt into `out`; return the manifest path."""
+def _roots(planned: Sequence[_Planned], snapshot: bool) -> set[str]:
+    """The directories the bundle comes from: each one its files are importable from
+    under their names, and for a snapshot the running driver's main script's (its spawn
+    children run that script again, with that directory first on sys.path)."""
+    roots = {enclosing(item.path, item.package, name.count(".") + 1) for item in planned for name in item.names}
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if snapshot and isinstance(main, str) and main.endswith(".py"):
+        roots.add(os.path.dirname(os.path.realpath(main)))
+    return roots
+
+
+def write(planned: Sequence[_Planned], out: PathLike, *, snapshot: bool = False) -> Path:
+    """Write the planned files, manifest.json and names.txt into `out`; return the manifest path.
+
+    `snapshot`: the bundle is made by the running driver of the bytes it runs (see
+    hn_modulefix._manifest), not ahead of time."""
     out_path = os.path.abspath(os.fspath(out))
     parent = os.path.dirname(out_path)
     os.makedirs(parent, exist_ok=True)
@@ -483,7 +587,7 @@ def write(planned: Sequence[_Planned], out: PathLike) -> Path:
                 f.write(item.data)
             sources.append(source)
         with open(os.path.join(staging, MANIFEST_NAME), "w", encoding="utf-8") as f:
-            f.write(dump(sources))
+            f.write(dump(sources, snapshot, _roots(planned, snapshot)))
         with open(os.path.join(staging, NAMES_FILE), "w", encoding="utf-8") as f:
             f.write(dump_names(Manifest(os.path.join(staging, MANIFEST_NAME), sources)))
         _replace_dir(staging, out_path)
@@ -493,16 +597,27 @@ def write(planned: Sequence[_Planned], out: PathLike) -> Path:
     return Path(out_path, MANIFEST_NAME)
 
 
-def calling_script(caller: dict[str, object], api: str) -> str:
-    """The file of the module whose globals are `caller`: what `api` ships by default."""
+def calling_scripts(caller: dict[str, object], api: str, root: PathLike | None = None) -> list[Script]:
+    """What `api` ships by default: the file of the module whose globals are `caller`; for
+    an interactive `__main__` (a Jupyter kernel, IPython), which has none, the modules it
+    has imported from the project: `root`, else the one found from the working directory
+    (a kernel's is the notebook's directory) upward."""
     script = caller.get("__file__")
-    if not isinstance(script, str) or not script:
+    if isinstance(script, str) and script:
+        return [script]
+    if caller.get("__name__") != "__main__":
         raise ValueError("%s: the calling module %r has no file; pass the script to ship"
                          % (api, caller.get("__name__")))
-    return script
+    project = project_root(os.getcwd()) if root is None else os.fspath(root)
+    modules: list[Script] = list(imported_local_modules(project))
+    if not modules:
+        raise ValueError("%s: called from an interactive __main__ (a notebook?) that has imported no module of "
+                         "the project %s: import your modules before calling it, or pass root= or the script"
+                         % (api, project))
+    return modules
 
 
-def bundle(*scripts: PathLike, out: PathLike, root: PathLike | None = None,
+def bundle(*scripts: Script, out: PathLike, root: PathLike | None = None,
            include: Iterable[str] = ()) -> Path:
     """Copy `scripts` and their local import closure into `out`; return the manifest path.
 

@@ -9,6 +9,10 @@ interpreter started the way Daft starts its UDF worker: the same executable and
 environment, ``python -m``, another working directory, none of this process's run-time
 sys.path additions.
 
+An object is pickled with the pickler its engine uses (see `_PICKLERS`): the PyPI
+cloudpickle when installed, else the copy Daft, Ray or Modal vendors, so that Daft users
+without cloudpickle can check too; the result says which one.
+
 Run as ``python -m hn_modulefix._check OUT`` this module is that fresh interpreter: it
 reads the modules to import from stdin and writes the outcome to OUT as JSON (stdout is
 left to whatever the imported modules print).
@@ -17,6 +21,7 @@ left to whatever the imported modules print).
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import json
 import os
@@ -24,13 +29,26 @@ import pickletools
 import subprocess
 import sys
 import tempfile
-from typing import IO, Any, Union
+from typing import IO, Any, Callable, Union
 
 from _hn_modulefix_boot import ENV_MANIFEST as _ENV_MANIFEST
 
 PathLike = Union[str, "os.PathLike[str]"]
 _PROBE_TIMEOUT = 600.0  # seconds; importing a stack like daft + torch can take a while
 _ALTERNATIVES = "Modal: hn_modulefix.image_layer(); Ray: hn_modulefix.ray_runtime_env()"
+
+
+# Name -> (module, its dumps function, what it is), in the order check() tries them when no
+# pickler is named: the PyPI cloudpickle, then the copies the engines vendor (Daft and
+# Modal do not depend on the PyPI one, so their users often lack it).  All of them are
+# cloudpickle underneath, so they name the same modules; each is the one its engine sends.
+_PICKLERS: dict[str, tuple[str, str, str]] = {
+    "cloudpickle": ("cloudpickle", "dumps", "cloudpickle"),
+    "daft": ("daft.pickle", "dumps", "Daft's vendored cloudpickle"),
+    "ray": ("ray.cloudpickle", "dumps", "Ray's vendored cloudpickle"),
+    "modal": ("modal._serialization", "serialize", "Modal's serializer, its vendored cloudpickle"),
+}
+PICKLERS = tuple(_PICKLERS)
 
 
 class CheckError(Exception):
@@ -69,12 +87,14 @@ class ModuleCheck:
 class CheckResult:
     """Every module a payload needs, in name order, as a fresh worker interpreter saw it."""
 
-    __slots__ = ("modules", "manifest", "notes")
+    __slots__ = ("modules", "manifest", "notes", "pickler")
 
-    def __init__(self, modules: tuple[ModuleCheck, ...], manifest: str | None, notes: tuple[str, ...]) -> None:
+    def __init__(self, modules: tuple[ModuleCheck, ...], manifest: str | None, notes: tuple[str, ...],
+                 pickler: str | None = None) -> None:
         self.modules = modules
         self.manifest = manifest  # HN_MODULEFIX_MANIFEST as the fresh interpreter had it
         self.notes = notes  # the hn_modulefix lines it printed on stderr
+        self.pickler = pickler  # the name in PICKLERS obj was pickled with; None for given bytes
 
     @property
     def ok(self) -> bool:
@@ -89,8 +109,12 @@ class CheckResult:
 
     def report(self) -> str:
         where = "HN_MODULEFIX_MANIFEST=%s" % self.manifest if self.manifest else "HN_MODULEFIX_MANIFEST unset"
-        lines = ["%d modules to import, tried in a fresh `python -m` in another directory (%s):"
-                 % (len(self.modules), where)]
+        lines = []
+        if self.pickler is not None:
+            module, dumps, what = _PICKLERS[self.pickler]
+            lines.append("pickled with %s: %s.%s (%s)" % (self.pickler, module, dumps, what))
+        lines.append("%d modules to import, tried in a fresh `python -m` in another directory (%s):"
+                     % (len(self.modules), where))
         width = max([len(m.module) for m in self.modules] + [0])
         for m in self.modules:
             if m.ok:
@@ -445,25 +469,52 @@ def _fix(kind: str, module: str, manifest: str | None, listed: bool | None, mani
     return "importing it raises in a fresh interpreter, so a worker fails the same way: fix that error"
 
 
-def check(obj: object, *, manifest: PathLike | None = None) -> CheckResult:
+def _dumps(name: str) -> Callable[[object], bytes] | None:
+    """The dumps function of pickler `name`; None when its package is not installed."""
+    module, function, _ = _PICKLERS[name]
+    try:
+        return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module + ".").startswith(exc.name + "."):  # the package itself is missing
+            return None
+        raise CheckError("pickler %r (%s) cannot be imported: %s" % (name, module, exc)) from exc
+
+
+def _pickle(obj: object, pickler: str | None) -> tuple[bytes, str]:
+    """`obj` pickled with `pickler`, or with the first installed one of PICKLERS."""
+    choices = ", ".join("%s (%s)" % (name, module) for name, (module, _, _) in _PICKLERS.items())
+    if pickler is not None and pickler not in _PICKLERS:
+        raise CheckError("unknown pickler %r; the choices are %s" % (pickler, choices))
+    for name in (pickler,) if pickler is not None else PICKLERS:
+        dumps = _dumps(name)
+        if dumps is not None:
+            return dumps(obj), name
+    if pickler is not None:
+        raise CheckError("pickler %r needs %s, which is not installed; the choices are %s"
+                         % (pickler, _PICKLERS[pickler][0], choices))
+    raise CheckError("check(obj) needs one of the picklers an engine sends with, and none is installed: %s; "
+                     "install one, or pass the pickled bytes instead" % choices)
+
+
+def check(obj: object, *, manifest: PathLike | None = None, pickler: str | None = None) -> CheckResult:
     """Import every module a worker needs to unpickle `obj` in a fresh interpreter.
 
-    `obj` is pickled with cloudpickle; bytes are taken as a payload already pickled
-    (``daft.pickle.dumps(expr)``, say).  `manifest` sets HN_MODULEFIX_MANIFEST for the
-    fresh interpreter; by default it inherits this process's environment unchanged.
+    `obj` is pickled with `pickler` (one of PICKLERS: "cloudpickle", "daft", "ray",
+    "modal"), by default with the first of them that is installed; the result's `pickler`
+    says which.  Bytes are taken as a payload already pickled (``daft.pickle.dumps(expr)``,
+    say).  `manifest` sets HN_MODULEFIX_MANIFEST for the fresh interpreter; by default it
+    inherits this process's environment unchanged.
     """
     from hn_modulefix._finder import _manifest_argument
     from hn_modulefix._manifest import ManifestError, load
 
+    used = None
     if isinstance(obj, (bytes, bytearray, memoryview)):
+        if pickler is not None:
+            raise CheckError("pickler=%r: the payload is bytes, already pickled; pass the object instead" % pickler)
         payload = bytes(obj)
     else:
-        try:
-            import cloudpickle
-        except ImportError as exc:
-            raise CheckError("check(obj) pickles with cloudpickle, which is not installed; "
-                             "pass the pickled bytes instead") from exc
-        payload = cloudpickle.dumps(obj)
+        payload, used = _pickle(obj, pickler)
     refs = _references(payload)
 
     listed: frozenset[str] = frozenset()
@@ -496,20 +547,56 @@ def check(obj: object, *, manifest: PathLike | None = None) -> CheckResult:
         origin = getattr(sys.modules.get(module), "__file__", None) if outcome.get("kind") == "not_found" else None
         modules.append(ModuleCheck(module, outcome["status"], _qualified(module, names), outcome.get("error"), fix,
                                    origin if isinstance(origin, str) else None))
-    return CheckResult(tuple(modules), active, tuple(notes))
+    return CheckResult(tuple(modules), active, tuple(notes), used)
+
+
+def _script_object(ref: str) -> object:
+    """`NAME` (dotted) of the script in `SCRIPT::NAME`, the script imported as `modal run`
+    imports it: its directory first on sys.path, loaded by file location as module <stem>."""
+    import importlib.util
+
+    script, _, name = ref.partition("::")
+    if not name:
+        raise CheckError("name the object: SCRIPT::NAME")
+    path = os.path.abspath(script)
+    if not os.path.isfile(path):
+        raise CheckError("no such script: %s" % script)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    sys.path.insert(0, os.path.dirname(path))
+    spec = importlib.util.spec_from_file_location(stem, path)
+    assert spec is not None and spec.loader is not None  # a .py file always has one
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[stem] = module
+    spec.loader.exec_module(module)
+    target: object = module
+    for part in name.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError as exc:
+            raise CheckError("%s has no %s" % (script, name)) from exc
+    return target
 
 
 def cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("payload", metavar="PAYLOAD_FILE", help="a pickle, e.g. written by daft.pickle.dumps(expr)")
+    parser.add_argument("payload", metavar="PAYLOAD_FILE|SCRIPT::NAME",
+                        help="a pickle, e.g. written by daft.pickle.dumps(expr); or an object of a script, "
+                             "which is imported as `modal run` imports it and pickled with --pickler")
     parser.add_argument("--manifest", metavar="PATH",
                         help="check with this bundle manifest active (default: $HN_MODULEFIX_MANIFEST as set)")
+    parser.add_argument("--pickler", choices=PICKLERS,
+                        help="what pickles SCRIPT::NAME (default: the first of these that is installed)")
 
 
 def cli_run(args: argparse.Namespace) -> int:
-    with open(args.payload, "rb") as f:
-        payload = f.read()
     try:
-        result = check(payload, manifest=args.manifest)
+        if "::" in args.payload:
+            obj = _script_object(args.payload)
+        elif args.pickler is not None:
+            raise CheckError("--pickler applies to SCRIPT::NAME; a payload file is already pickled")
+        else:
+            with open(args.payload, "rb") as f:
+                obj = f.read()
+        result = check(obj, manifest=args.manifest, pickler=args.pickler)
     except CheckError as exc:
         print("hn-modulefix check: error: %s: %s" % (args.payload, exc), file=sys.stderr)
         return 1

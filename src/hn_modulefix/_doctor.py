@@ -1,10 +1,12 @@
 """`hn-modulefix doctor`: whether the start-up hook works in this interpreter.
 
 It reports what decides whether a process started here gets the finder: the start-up
-flags, the .pth hook in site-packages and the boot module it imports, the manifest and
-the hash of every file it lists, and every `sitecustomize` on sys.path.  Whether the hook
-installed the finder at start is asked of a fresh interpreter with the same executable,
-flags and environment: in this process the CLI's own imports may have installed it.
+flags, the .pth hook in site-packages and the boot module it imports, the manifest, its
+kind, the hash of every file it lists and where the finder would load it from in this
+process (asked of the finder's own rule, executing nothing), and every `sitecustomize` on
+sys.path.  Whether the hook installed the finder at start is asked of a fresh interpreter
+with the same executable, flags and environment: in this process the CLI's own imports
+may have installed it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from importlib.machinery import PathFinder
 
 from _hn_modulefix_boot import ENV_MANIFEST as _ENV_MANIFEST
 from _hn_modulefix_boot import ON_PYTHONPATH as _ON_PYTHONPATH
+from hn_modulefix._finder import Resolution, Resolver
+from hn_modulefix._hook import IMPORT_LINES_IGNORED_FROM, hook_that_runs
 from hn_modulefix._hook import PTH_NAME as _PTH_NAME
 from hn_modulefix._hook import START_NAME as _START_NAME
-from hn_modulefix._manifest import ManifestError, Source, SourceChanged, load, locate, read_matching, read_verified
+from hn_modulefix._manifest import ManifestError, Source, SourceChanged, load, locate, read_verified
 
 _BOOT = "_hn_modulefix_boot"
 _ASK_FINDER = ("import sys\n"
@@ -80,17 +84,13 @@ def _site_dirs() -> list[str]:
     return list(unique.values())
 
 
-def _source_problem(source: Source) -> tuple[str, str, str | None]:
+def _source_problem(source: Source, here: Resolution) -> tuple[str, str, str | None]:
     """The state of one listed file, the file it concerns, and what is wrong with it and
-    the fix (None when nothing)."""
-    if source.original is not None:
-        try:
-            read_matching(source.original, source.sha256)
-        except SourceChanged:
-            # Workers here would find the driver's file edited: they refuse to run the old copy.
-            return "STALE", source.original, "changed since it was bundled; re-run `hn-modulefix bundle`"
-        except OSError:
-            pass  # not on this machine: the shipped copy is what counts
+    the fix (None when nothing); `here` is where it loads from in this process."""
+    if here.kind == "refused" and here.location == source.original:
+        # Workers here would find the driver's file edited: they refuse to run the old copy.
+        return "STALE", source.original, "changed since it was bundled; re-run `hn-modulefix bundle`"
+    # The shipped copy counts wherever the original is not: on other machines too.
     try:
         read_verified(source)
     except FileNotFoundError:
@@ -102,6 +102,21 @@ def _source_problem(source: Source) -> tuple[str, str, str | None]:
         return "CHANGED", source.path, ("sha256 mismatch: the manifest lists %s, the file has %s (changed after "
                                         "bundling); re-run `hn-modulefix bundle`" % (exc.listed[:12], exc.found[:12]))
     return "ok", source.path, None
+
+
+def _where(name: str, here: Resolution) -> str:
+    """Where the finder would load `name` from in this process, in words."""
+    if here.kind == "path":
+        where = "%s, where the path finder finds it, with the listed bytes" % here.location
+    elif here.kind == "original":
+        where = "the original %s" % here.location
+    elif here.kind == "shipped":
+        where = "the shipped copy" + (" (%s)" % here.reason if here.reason else "")
+    elif here.kind == "foreign":
+        where = "not answered, this program keeps its own %s: %s" % (here.location, here.reason)
+    else:
+        where = "REFUSED: %s: %s" % (here.location, here.reason)
+    return "here, %s: %s" % (name, where)
 
 
 def _finder_at_start() -> tuple[str | None, str]:
@@ -162,12 +177,51 @@ def _manifest_rows(doc: _Doctor, reference: str) -> None:
     count = len(manifest.sources)
     doc.row("manifest", "%s (from %s): parses, %d file%s"
             % (manifest.path, source_of, count, "" if count == 1 else "s"))
+    doc.row("kind", "snapshot (made by the running driver): a file with other bytes at an original path is "
+            "passed over for the shipped copy" if manifest.snapshot else "ahead-of-time (`hn-modulefix bundle`, "
+            "bundle()): an original edited since bundling is refused")
     width = max([len(source.relpath) for source in manifest.sources] + [0])
+    resolver = Resolver(manifest)
     for source in manifest.sources:
-        state, where, problem = _source_problem(source)
+        here = resolver.resolve_fresh(source.names[0])
+        state, where, problem = _source_problem(source, here)
         doc.lines.append("  %-12s %-*s  %s" % (state, width, source.relpath, ", ".join(source.names)))
+        doc.more(_where(source.names[0], here))
         if problem is not None:
             doc.problems.append("%s (%s): %s" % (where, ", ".join(source.names), problem))
+
+
+def _hook_rows(doc: _Doctor) -> list[str]:
+    """The rows naming the hook file `site` runs here (PEP 829 decides which, by version);
+    the paths of those that run. Hook files that this Python would not run are a problem."""
+    version = sys.version_info[:2]
+    found = {d: [n for n in (_PTH_NAME, _START_NAME) if os.path.isfile(os.path.join(d, n))] for d in _site_dirs()}
+    running = []
+    for d, names in found.items():
+        runs = hook_that_runs(names, version)
+        if runs is not None:
+            running.append(os.path.join(d, runs))
+    if running:
+        name = os.path.basename(running[0])
+        doc.row(name[name.rindex("."):] + " hook", running[0])
+        for path in running[1:]:
+            doc.more(path)
+        return running
+    present = [os.path.join(d, n) for d, names in found.items() for n in names]
+    python = "Python %d.%d" % version
+    if version >= IMPORT_LINES_IGNORED_FROM:
+        why = "%s ignores the import lines of .pth files (PEP 829)" % python
+        fix = "run `python -m hn_modulefix install-hook --start` (the .start entry point)"
+    else:
+        why = "%s runs no .start file (PEP 829 entry points start with 3.15)" % python
+        fix = "run `python -m hn_modulefix install-hook` (the .pth import line), or pip install hn_modulefix"
+    if present:
+        doc.row("hook file", "%s: not run, %s" % (", ".join(present), why))
+        doc.problems.append("no start-up hook runs in this Python: %s; %s" % (why, fix))
+    else:
+        wanted = _PTH_NAME if version < IMPORT_LINES_IGNORED_FROM else _START_NAME
+        doc.row(wanted[wanted.rindex("."):] + " hook", "no %s in any site-packages directory" % wanted)
+    return running
 
 
 def doctor() -> tuple[list[str], list[str]]:
@@ -176,14 +230,7 @@ def doctor() -> tuple[list[str], list[str]]:
     doc.row("interpreter", "%s (Python %s)" % (sys.executable, sys.version.split()[0]))
     doc.row("start flags", _describe_flags())
 
-    # PEP 829: from Python 3.15 `site` calls the .start file's entry point instead of the
-    # .pth file's import line, so that is the file the hook depends on.
-    hook_name = _START_NAME if sys.version_info >= (3, 15) else _PTH_NAME
-    pths = [os.path.join(d, hook_name) for d in _site_dirs() if os.path.isfile(os.path.join(d, hook_name))]
-    doc.row(hook_name[hook_name.rindex("."):] + " hook",
-            pths[0] if pths else "no %s in any site-packages directory" % hook_name)
-    for pth in pths[1:]:
-        doc.more(pth)
+    pths = _hook_rows(doc)
     boot = PathFinder.find_spec(_BOOT)
     doc.row("boot module", boot.origin if boot is not None and boot.origin else "not found on sys.path")
     if pths and boot is None:
@@ -202,8 +249,7 @@ def doctor() -> tuple[list[str], list[str]]:
             if sys.flags.no_site:
                 why = "python -S disables the start-up hook"
             elif not pths:
-                why = ("no %s in site-packages: pip install hn_modulefix, or run "
-                       "`python -m hn_modulefix install-hook`" % hook_name)
+                why = "no start-up hook runs in this Python (see above)"
             else:
                 why = said or "see `python -c pass` in this environment for errors"
             doc.problems.append("%s is set but a fresh interpreter has no finder: %s" % (_ENV_MANIFEST, why))

@@ -1,6 +1,8 @@
 """Run a Modal function locally through Modal's own container entrypoint.
 
-`emulate("scripts/pipeline.py::main")` plays both sides of `modal run`:
+`emulate("scripts/pipeline.py::main")` plays both sides of `modal run` (`emulate(function)`
+does the same for a Modal Function object defined in this process, such as a notebook's,
+which Modal serializes):
 
 - the client (this process): imports the script with Modal's own `import_file_or_module`
   (same module name, FILE or PACKAGE mode), reads the function's image layer by layer
@@ -22,7 +24,8 @@ steps are listed as not emulated); Modal's client mount (`/pkg/modal`, `/pkg/mod
 /root/<stem>.py; PACKAGE mode: the top-level package under /root; serialized: nothing).
 Absolute container paths under a directory the layers create are rebased under the root.
 The script's own directory is hidden under an empty tmpfs while the container runs (in a
-private mount namespace, when run as root).
+private mount namespace, when run as root); what this interpreter needs of it (a project's
+`.venv`, a venv's own `bin` and `lib` when the script lies in the venv) is shown again.
 
 The image interpreter is a fresh venv of this Python that sees this environment's
 packages through plain path lines (none of their start-up hooks run), without
@@ -42,10 +45,13 @@ import sys
 import sysconfig
 import tempfile
 import traceback
-from typing import IO, Any, Callable, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
 
 from hn_modulefix._hook import INSTALL_COMMAND
 from hn_modulefix._modal import _closure, image_layers
+
+if TYPE_CHECKING:
+    import modal
 
 DEFAULT_PYTHONPATH = ("/pkg", "/root")
 TASK_ID = "ta-hn-modulefix-emulated"
@@ -191,20 +197,73 @@ class _ImageBuildError(Exception):
     """A build step the emulation runs failed, as the image build would."""
 
 
-def _hidden(command: list[str], directories: Sequence[str]) -> list[str]:
-    """`command` with each directory covered by an empty tmpfs in a private mount
-    namespace (root only): nothing can reach the original source tree."""
-    if not directories:
+def _interpreter_paths() -> list[str]:
+    """What the container's interpreter needs of this one (its image venv runs this
+    interpreter's base executable and sees this environment's site-packages): the
+    executables' directories, the standard library, site-packages, the shared library's
+    directory and a venv's pyvenv.cfg; real paths."""
+    paths = {os.path.dirname(sys.executable), os.path.dirname(os.path.realpath(sys.executable)),
+             os.path.dirname(getattr(sys, "_base_executable", sys.executable)),
+             os.path.join(sys.prefix, "pyvenv.cfg"), sysconfig.get_config_var("LIBDIR") or ""}
+    paths.update(path for name, path in sysconfig.get_paths().items() if name not in ("data", "include", "platinclude"))
+    return sorted({os.path.realpath(path) for path in paths if path and os.path.exists(path)})
+
+
+def _visible_in(real: str, needed: Sequence[str]) -> list[str]:
+    """The entries of the directory `real` (a real path) to show again over the tmpfs that
+    hides it: those that hold what the interpreter needs (a project's `.venv`; a venv's
+    `bin`, `lib`, `pyvenv.cfg` when the script lies in the venv itself), and symlinks to
+    them (`lib64`) or to where it lies (a `.venv` linked to a venv elsewhere, which this
+    interpreter's sys.path names through the link).  An error when the interpreter needs
+    the directory itself."""
+    names = set()
+    for path in needed:
+        if path == real or real.startswith(path + os.sep):
+            raise EmulateUsageError("cannot hide %s, the script's directory, from the container: this "
+                                    "interpreter needs all of %s; move the script out of it" % (real, path))
+        if path.startswith(real + os.sep):
+            names.add(path[len(real) + 1:].split(os.sep)[0])
+    kept = [os.path.join(real, name) for name in names]
+    for name in os.listdir(real):
+        entry = os.path.join(real, name)
+        target = os.path.realpath(entry)
+        if os.path.islink(entry) and (any(target == k or target.startswith(k + os.sep) for k in kept)
+                                      or any(p == target or p.startswith(target + os.sep) for p in needed)):
+            names.add(name)
+    return sorted(names)
+
+
+def _hidden(command: list[str], hide: Sequence[tuple[str, Sequence[str]]], stash: str) -> list[str]:
+    """`command` with each directory of `hide` covered by an empty tmpfs in a private mount
+    namespace (root only), its listed entries shown again (`_visible_in`): nothing can reach
+    the rest of the source tree.  While the tmpfs goes up, a second mount of the directory
+    at `stash` keeps those entries reachable; it is gone before `command` starts."""
+    if not hide:
         return command
-    script = "".join('mount -t tmpfs hidden "$%d" && ' % (i + 1) for i in range(len(directories)))
-    script += "shift %d && exec \"$@\"" % len(directories)
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *directories, *command]
+    lines = ["set -e"]
+    for number, (directory, keep) in enumerate(hide):
+        held = os.path.join(stash, str(number))
+        if keep:
+            os.makedirs(held)
+            lines.append("mount --bind %s %s" % (shlex.quote(directory), shlex.quote(held)))
+        lines.append("mount -t tmpfs hidden %s" % shlex.quote(directory))
+        for name in keep:
+            original, shown = os.path.join(directory, name), shlex.quote(os.path.join(directory, name))
+            if os.path.islink(original):
+                lines.append("ln -s %s %s" % (shlex.quote(os.readlink(original)), shown))
+                continue
+            lines.append(("mkdir %s" if os.path.isdir(original) else "touch %s") % shown)
+            lines.append("mount --bind %s %s" % (shlex.quote(os.path.join(held, name)), shown))
+        if keep:
+            lines.append("umount %s" % shlex.quote(held))
+    lines.append('exec "$@"')
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(lines), "sh", *command]
 
 
 class _Target:
     """What `SCRIPT::NAME` or `SCRIPT::Cls.method` names, as Modal's client sees it."""
 
-    def __init__(self, module: Any, ref: str, name: str) -> None:
+    def __init__(self, module: Any, ref: str, name: str, defined: Any = None) -> None:
         import modal
         from modal._utils.async_utils import synchronizer
         from modal_proto import api_pb2
@@ -212,7 +271,8 @@ class _Target:
         self.module = module
         self.method_name = ""
         object_name, _, method = name.partition(".")
-        defined = getattr(module, object_name, None)
+        if defined is None:
+            defined = getattr(module, object_name, None)
         modal_names = sorted(n for n, v in vars(module).items() if isinstance(v, (modal.Function, modal.Cls)))
         if defined is None:
             raise EmulateUsageError("%s: no function %r there (its Modal functions and classes: %s)"
@@ -385,12 +445,54 @@ def _import_target(ref: str, module_mode: bool) -> tuple[Any, str]:
     return module, name
 
 
-def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+def _function_target(function: Any) -> _Target:
+    """The target for a Modal Function object defined in this process: how a notebook
+    names its function (Modal serializes a function defined there; the container unpickles
+    it and imports no module of the user's)."""
+    import modal
+    from modal._utils.async_utils import synchronizer
+
+    if not isinstance(function, modal.Function):
+        raise EmulateUsageError("emulate(%r): pass 'SCRIPT::FUNC' or a modal.Function" % (function,))
+    info = _closure(synchronizer._translate_in(function)._load)["info"]  # type: ignore[no-untyped-call]
+    module = sys.modules[(info.raw_f or info.user_cls).__module__]
+    return _Target(module, "%s::%s" % (module.__name__, info.function_name), info.function_name, defined=function)
+
+
+def _source_dir(target: _Target, module_mode: bool) -> str:
+    """The user's source tree, which the container must not see: the script's directory
+    (FILE mode), its top-level package (PACKAGE mode); for a function defined where
+    `__main__` has no file (a notebook's), the project found from the working directory."""
+    from hn_modulefix._bundle import project_root
+
+    module = target.module
+    if module_mode:
+        return str(list(sys.modules[module.__name__.split(".")[0]].__path__)[0])
+    script = getattr(module, "__file__", None)
+    return os.path.dirname(os.path.abspath(script)) if script else project_root(os.getcwd())
+
+
+def _await(coroutine: Any) -> Any:
+    """Run `coroutine` to its end, also where this thread already runs an event loop
+    (a notebook cell runs inside the kernel's): there, in a thread of its own."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def emulate(ref: str | modal.Function[..., Any, Any], *, module_mode: bool = False, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
             args_from: str | None = None, params: Sequence[str] = (), pythonpath: Sequence[str] = DEFAULT_PYTHONPATH, hide_source: bool = True,
             root: str | None = None, keep: bool = False, timeout: float = 600, stdout: IO[str] | None = None,
             stderr: IO[str] | None = None, notes: IO[str] | None = None) -> Emulation:
     """Call `FUNC` of `SCRIPT::FUNC` (`MODULE::FUNC` with module_mode, `...::Cls.method`
-    for a method of an @app.cls class) once in a stand-in container.
+    for a method of an @app.cls class), or the Modal Function object `ref` defined in this
+    process (in a notebook: Modal serializes it), once in a stand-in container.
 
     `args` (or the tuple returned by calling the script's function `args_from` here) and
     `kwargs` are pickled here as Modal's client pickles them and unpickled in the
@@ -406,12 +508,17 @@ def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), kw
         check_modal_version()
     except RuntimeError as exc:
         raise EmulateUsageError(str(exc)) from exc
-    module, name = _import_target(ref, module_mode)
-    target = _Target(module, ref, name)
+    if isinstance(ref, str):
+        module, name = _import_target(ref, module_mode)
+        target = _Target(module, ref, name)
+    else:
+        target = _function_target(ref)
+        module_mode = False
     if args_from is not None:
-        maker = getattr(module, args_from, None)
+        maker = getattr(target.module, args_from, None)
         if not callable(maker):
-            raise EmulateUsageError("%s: --args-from %s: no such function in %s" % (ref, args_from, module.__name__))
+            raise EmulateUsageError("%s: --args-from %s: no such function in %s"
+                                    % (ref, args_from, target.module.__name__))
         args = tuple(maker())
     function_input = target.function_input(args, kwargs or {})
     parameters = target.class_parameters(params)
@@ -424,10 +531,21 @@ def emulate(ref: str, *, module_mode: bool = False, args: Sequence[Any] = (), kw
             shutil.rmtree(container.root, ignore_errors=True)
 
 
+def _source_to_hide(container: _Container, target: _Target, module_mode: bool) -> list[tuple[str, list[str]]]:
+    """The user's source tree (see _source_dir), as a real path, with the entries of it that
+    stay visible: the interpreter's own files."""
+    directory = os.path.realpath(_source_dir(target, module_mode))
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        container.note("source tree not hidden: needs root and unshare")
+        return []
+    if os.path.realpath(container.root).startswith(directory + os.sep):
+        container.note("source tree not hidden: the container root %s lies inside it" % container.root)
+        return []
+    return [(directory, _visible_in(directory, _interpreter_paths()))]
+
+
 def _run(container: _Container, target: _Target, function_input: Any, parameters: bytes, module_mode: bool,
          hide_source: bool, timeout: float, stdout: IO[str] | None, stderr: IO[str] | None) -> Emulation:
-    import asyncio
-
     from modal._utils.function_utils import _process_result
     from modal.image import _Image  # type: ignore[attr-defined]  # absent from modal's stubs
     from modal.mount import SITECUSTOMIZE_CONTENT, _create_client_mount  # type: ignore[attr-defined]
@@ -435,6 +553,7 @@ def _run(container: _Container, target: _Target, function_input: Any, parameters
 
     from hn_modulefix._modal_server import StandInServer
 
+    hide = _source_to_hide(container, target, module_mode) if hide_source else []
     container.make_interpreter()
     for layer in image_layers(target.function._spec.image):
         try:
@@ -464,17 +583,6 @@ def _run(container: _Container, target: _Target, function_input: Any, parameters
     cwd = container.path(container.workdir)
     os.makedirs(cwd, exist_ok=True)
     command = [os.path.join(container.image, "bin", "python"), "-m", "modal._container_entrypoint"]
-    # The script's own directory (FILE mode) or its top-level package (PACKAGE mode).
-    module = target.module
-    top = sys.modules[module.__name__.split(".")[0]]
-    source_dirs = [os.path.dirname(os.path.abspath(module.__file__)) if not module_mode
-                   else list(top.__path__)[0]] if hide_source else []
-    if source_dirs and (os.geteuid() != 0 or shutil.which("unshare") is None):
-        container.note("source tree not hidden: needs root and unshare")
-        source_dirs = []
-    if any(os.path.realpath(container.root).startswith(os.path.realpath(d) + os.sep) for d in source_dirs):
-        container.note("source tree not hidden: the container root %s lies inside it" % container.root)
-        source_dirs = []
 
     # A directory of its own: a unix socket path must stay short (108 bytes on Linux).
     socket_dir = tempfile.mkdtemp(prefix="hn_modulefix-")
@@ -482,8 +590,8 @@ def _run(container: _Container, target: _Target, function_input: Any, parameters
         server = StandInServer(os.path.join(socket_dir, "modal.sock"), function_input)
         with server:
             env["MODAL_SERVER_URL"] = server.url
-            process = subprocess.Popen(_hidden(command, source_dirs), cwd=cwd, env=env, stdout=stdout, stderr=stderr,
-                                       start_new_session=True)
+            process = subprocess.Popen(_hidden(command, hide, os.path.join(container.root, "hidden")), cwd=cwd,
+                                       env=env, stdout=stdout, stderr=stderr, start_new_session=True)
             timed_out = False
             try:
                 returncode = process.wait(timeout=timeout)
@@ -509,7 +617,7 @@ def _run(container: _Container, target: _Target, function_input: Any, parameters
         return Emulation(container.root, returncode, None, error, server.calls, server.unanswered, container.notes)
     result, data_format = results[0]
     try:
-        value = asyncio.run(_process_result(result, data_format, None, None))
+        value = _await(_process_result(result, data_format, None, None))
     except Exception as exc:
         return Emulation(container.root, returncode, None, exc, server.calls, server.unanswered, container.notes)
     return Emulation(container.root, returncode, value, None, server.calls, server.unanswered, container.notes)

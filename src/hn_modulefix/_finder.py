@@ -8,13 +8,19 @@ have the listed sha256:
 1. the regular module another finder would have loaded (Modal's mount at
    ``/root/pipeline.py`` stays the entry module's ``__file__``);
 2. the driver's own file, at the path it had when bundled (files read beside it through
-   ``__file__`` are found); if that file exists but changed, the import fails and says so
-   rather than run code the driver no longer runs;
+   ``__file__`` are found); if that file exists but changed, a bundle made ahead of time
+   refuses it and says so rather than run code the driver may no longer run, while a
+   snapshot (made by the running driver) passes it over: the driver ran the listed bytes;
 3. the shipped copy.
+
+One exception: a program of its own, whose main script lies in a directory the bundle
+did not come from (`python other/tool.py`), keeps the module of a listed top-level name
+that directory holds with other bytes.
 
 All names of one file resolve to one module object, executed once, under the first name
 asked for.  Only verified bytes are executed, and bytecode only from a hash-checked cache
-of exactly those bytes.
+of exactly those bytes.  `Resolver.resolve` decides where a name loads from; `doctor`
+asks it too, without executing anything.
 """
 
 from __future__ import annotations
@@ -169,6 +175,180 @@ def _elsewhere(fullname: str, path: object, target: object) -> ModuleSpec | None
     return None
 
 
+class Resolution:
+    """Where a listed name is executed from in this process, or why it is not.
+
+    kind: "path" (the module another finder would load, with the listed bytes: a mount,
+    a checkout), "original" (the driver's file), "shipped" (the bundle's copy), "refused"
+    (an import error: `reason`, caused by `cause`), or "foreign" (not answered: this
+    program's own module, `location`)."""
+
+    __slots__ = ("kind", "location", "data", "reason", "cause")
+
+    def __init__(self, kind: str, location: str, data: bytes | None = None, reason: str = "",
+                 cause: BaseException | None = None) -> None:
+        self.kind = kind
+        self.location = location
+        self.data = data  # the verified bytes, for "path", "original" and "shipped"
+        self.reason = reason  # why refused; for "shipped", why not the original (or "")
+        self.cause = cause
+
+    def __repr__(self) -> str:
+        return "Resolution(%r, %r)" % (self.kind, self.location)
+
+
+def _read_listed(location: str, sha256: str) -> tuple[bytes | None, str, BaseException | None]:
+    """A shipped file's verified bytes, or None with what is wrong with it and the cause."""
+    try:
+        return read_matching(location, sha256), "", None
+    except FileNotFoundError as exc:
+        return None, "the shipped file is missing", exc
+    except IsADirectoryError as exc:
+        return None, "the shipped path is a directory, not a file", exc
+    except OSError as exc:
+        return None, "the shipped file cannot be read: %s" % (exc.strerror or exc), exc
+    except SourceChanged as exc:
+        return None, ("sha256 mismatch: the manifest lists %s, the file has %s (changed after bundling? re-run "
+                      "`hn-modulefix bundle`)" % (exc.listed[:12], exc.found[:12])), exc
+
+
+class Resolver:
+    """Where each listed name of one manifest loads from in this process: the finder's
+    rule, shared with `doctor`.  Nothing is executed, nothing imported."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self._program_known = False
+        self._program_entry: str | None = None
+        self._foreign: dict[str, str | None] = {}
+
+    def foreign(self, fullname: str) -> str | None:
+        """This program's own module for the top-level name of `fullname`, which it keeps,
+        or None.  A program of its own is one whose main script lies in a directory the
+        bundle did not come from; its module is the regular module of that name, with
+        other bytes than the listed ones, in the sys.path entry that is that directory.
+        Workers of the driver (`python -m ...`, spawn children running the driver's script,
+        Ray's worker script in Ray's package) are not: for them nothing shadows."""
+        top = fullname.partition(".")[0]
+        try:
+            return self._foreign[top]
+        except KeyError:
+            pass
+        if not self._program_known:  # once: sys.path and __main__ as at the first lookup of a listed name
+            self._program_entry = _program_entry(self.manifest.roots)
+            self._program_known = True
+        own = None if self._program_entry is None else self._own_module(self._program_entry, top)
+        self._foreign[top] = own
+        return own
+
+    def _own_module(self, entry: str, top: str) -> str | None:
+        # The path finder's order within one entry: a package directory, then a module.
+        for candidate in (os.path.join(entry, top, "__init__.py"), os.path.join(entry, top + ".py")):
+            if os.path.isfile(candidate):
+                break
+        else:
+            return None  # nothing, or a namespace directory: never this program's own module
+        source = self.manifest.by_name.get(top)
+        if source is None:
+            return candidate  # a package the bundle only implies: no bytes to be the same
+        try:
+            read_matching(candidate, source.sha256)
+        except SourceChanged:
+            return candidate
+        except OSError:
+            pass
+        return None
+
+    def resolve(self, fullname: str, path: object = None, target: object = None) -> Resolution:
+        """Where the listed name `fullname` loads from (`path`: its parent's __path__)."""
+        own = self.foreign(fullname)
+        if own is not None:
+            return Resolution("foreign", own, reason="its main script lies in a directory the bundle did not come from")
+        source = self.manifest.by_name[fullname]
+        spec = _elsewhere(fullname, path, target)
+        origin = getattr(spec, "origin", None)
+        if (spec is not None and spec.has_location and isinstance(origin, str) and origin.endswith(".py")
+                and (spec.submodule_search_locations is not None) == source.package):
+            try:
+                return Resolution("path", origin, read_matching(origin, source.sha256))
+            except (OSError, SourceChanged):
+                pass  # another module of this name: it must not shadow the driver's
+        passed_over = ""
+        if source.original is not None:
+            try:
+                return Resolution("original", source.original, read_matching(source.original, source.sha256))
+            except SourceChanged as exc:
+                if not self.manifest.snapshot:
+                    return Resolution("refused", source.original, reason=(
+                        "it changed since it was bundled (sha256 %s, listed %s): re-bundle (`hn-modulefix "
+                        "bundle`, or hn_modulefix.ship()) so that every process runs what the driver runs"
+                        % (exc.found[:12], exc.listed[:12])), cause=exc)
+                # A snapshot holds the bytes the driver ran: the file there now is not them.
+                passed_over = "%s has other bytes than the driver ran" % source.original
+            except OSError as exc:
+                # Not on this machine: the shipped copy stands in for it.
+                passed_over = "cannot read the original %s: %s" % (source.original, exc.strerror or exc)
+        data, reason, cause = _read_listed(source.path, source.sha256)
+        if data is None:
+            return Resolution("refused", source.path, reason=reason, cause=cause)
+        return Resolution("shipped", source.path, data, passed_over)
+
+    def namespace_path(self, fullname: str, path: object = None, target: object = None) -> list[str]:
+        """The __path__ of a package implied by a dotted name whose driver had a namespace
+        directory there: a namespace package spanning what the path finder sees and the
+        driver's directory (else the shipped one), so that it encloses its listed children."""
+        shipped, original = self.manifest.parent_dirs[fullname]
+        spec = _elsewhere(fullname, path, target)
+        locations = []
+        if spec is not None and spec.origin is None and spec.submodule_search_locations is not None:
+            locations.extend(spec.submodule_search_locations)
+        mine = original if original is not None and os.path.isdir(original) else shipped
+        if mine not in locations:
+            locations.append(mine)
+        return locations
+
+    def resolve_fresh(self, fullname: str) -> Resolution:
+        """resolve() for a first import of `fullname` in this process, its packages
+        resolved first as importlib would ask for them (none is executed)."""
+        path = None
+        parent = fullname.rpartition(".")[0]
+        if parent:
+            path, refused = self._package_path(parent)
+            if refused is not None:
+                return refused
+        return self.resolve(fullname, path)
+
+    def _package_path(self, name: str) -> tuple[list[str] | None, Resolution | None]:
+        path = None
+        parent = name.rpartition(".")[0]
+        if parent:
+            path, refused = self._package_path(parent)
+            if refused is not None:
+                return None, refused
+        if name not in self.manifest.by_name:
+            return self.namespace_path(name, path), None
+        resolution = self.resolve(name, path)
+        if resolution.kind in ("refused", "foreign"):
+            return None, resolution
+        return [os.path.dirname(resolution.location)], None
+
+
+def _program_entry(roots: frozenset[str] | None) -> str | None:
+    """The first sys.path entry that is the directory of this process's main script, if
+    that directory is not one the bundle came from (None when the manifest does not
+    record them)."""
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if roots is None or not isinstance(main, str) or not main.endswith(".py"):
+        return None
+    directory = os.path.dirname(os.path.realpath(main))
+    if directory in roots:
+        return None
+    for entry in sys.path:
+        if isinstance(entry, str) and os.path.realpath(entry or os.curdir) == directory:
+            return entry or os.curdir
+    return None
+
+
 class ManifestFinder:
     _hn_modulefix_finder = True
 
@@ -176,6 +356,7 @@ class ManifestFinder:
         # As installed (a pythonpath: reference stays one), so installing it again matches.
         self.manifest_path = reference or manifest.path
         self.manifest = manifest
+        self.resolver = Resolver(manifest)
         self.names = frozenset(manifest.by_name) | manifest.parents
         self._built: dict[str, _Built] = {}
         self._lock = _thread.allocate_lock()
@@ -190,14 +371,19 @@ class ManifestFinder:
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> ModuleSpec | None:
         source = self.manifest.by_name.get(fullname)
         if source is None:
-            if fullname in self.manifest.parents:
+            if fullname in self.manifest.parents and self.resolver.foreign(fullname) is None:
                 return self._parent_spec(fullname, path, target)
+            return None
+        if self.resolver.foreign(fullname) is not None:
             return None
         built = self._built_for(source)
         verified = None
         with built.lock:
             if built.module is None:
-                built.location, verified = self._resolve(fullname, built, path, target)
+                resolution = self.resolver.resolve(fullname, path, target)
+                if resolution.kind == "refused":
+                    raise self.error(fullname, built, resolution.location, resolution.reason) from resolution.cause
+                built.location, verified = resolution.location, resolution.data
             location = built.location
         spec = ModuleSpec(fullname, ShippedLoader(fullname, location, verified, self, built),
                           origin=location, is_package=source.package)
@@ -210,42 +396,11 @@ class ManifestFinder:
     def invalidate_caches(self) -> None:
         pass
 
-    def _resolve(self, fullname: str, built: _Built, path: object, target: object) -> tuple[str, bytes]:
-        """The file to execute `fullname` from, and its verified bytes."""
-        source = built.source
-        spec = _elsewhere(fullname, path, target)
-        origin = getattr(spec, "origin", None)
-        if (spec is not None and spec.has_location and isinstance(origin, str) and origin.endswith(".py")
-                and (spec.submodule_search_locations is not None) == source.package):
-            try:
-                return origin, read_matching(origin, source.sha256)
-            except (OSError, SourceChanged):
-                pass  # another module of this name: it must not shadow the driver's
-        if source.original is not None:
-            try:
-                return source.original, read_matching(source.original, source.sha256)
-            except SourceChanged as exc:
-                raise self.error(fullname, built, source.original, "it changed since it was bundled (sha256 %s, listed "
-                                 "%s): re-bundle (`hn-modulefix bundle`, or hn_modulefix.ship()) so that every "
-                                 "process runs what the driver runs" % (exc.found[:12], exc.listed[:12])) from exc
-            except OSError:
-                pass  # not on this machine: the shipped copy stands in for it
-        return source.path, self.verified(fullname, built, source.path)
-
     def verified(self, fullname: str, built: _Built, location: str) -> bytes:
-        try:
-            return read_matching(location, built.source.sha256)
-        except FileNotFoundError as exc:
-            raise self.error(fullname, built, location, "the shipped file is missing") from exc
-        except IsADirectoryError as exc:
-            raise self.error(fullname, built, location, "the shipped path is a directory, not a file") from exc
-        except OSError as exc:
-            raise self.error(fullname, built, location, "the shipped file cannot be read: %s"
-                             % (exc.strerror or exc)) from exc
-        except SourceChanged as exc:
-            raise self.error(fullname, built, location, "sha256 mismatch: the manifest lists %s, the file has %s "
-                             "(changed after bundling? re-run `hn-modulefix bundle`)"
-                             % (exc.listed[:12], exc.found[:12])) from exc
+        data, reason, cause = _read_listed(location, built.source.sha256)
+        if data is None:
+            raise self.error(fullname, built, location, reason) from cause
+        return data
 
     def error(self, fullname: str, built: _Built, location: str, reason: str) -> ImportError:
         source = built.source
@@ -255,19 +410,8 @@ class ManifestFinder:
                            % (fullname, alias, location, self.manifest.path, reason), name=fullname, path=location)
 
     def _parent_spec(self, fullname: str, path: object, target: object) -> ModuleSpec:
-        """A package implied by a dotted name whose driver had a namespace directory
-        there: a namespace package spanning what the path finder sees and the driver's
-        directory (else the shipped one), so its __path__ encloses its listed children."""
-        shipped, original = self.manifest.parent_dirs[fullname]
-        spec = _elsewhere(fullname, path, target)
-        locations = []
-        if spec is not None and spec.origin is None and spec.submodule_search_locations is not None:
-            locations.extend(spec.submodule_search_locations)
-        mine = original if original is not None and os.path.isdir(original) else shipped
-        if mine not in locations:
-            locations.append(mine)
         namespace = ModuleSpec(fullname, None, is_package=True)
-        namespace.submodule_search_locations = locations
+        namespace.submodule_search_locations = self.resolver.namespace_path(fullname, path, target)
         return namespace
 
     def _built_for(self, source: Source) -> _Built:

@@ -7,11 +7,19 @@ Format (``manifest.json`` at the root of a bundle directory)::
                   "path": "modules/scripts/pipeline.py",
                   "sha256": "<64 hex digits>",
                   "package": false,
-                  "original": "/home/me/proj/scripts/pipeline.py"}]}
+                  "original": "/home/me/proj/scripts/pipeline.py"}],
+     "snapshot": true,
+     "roots": ["/home/me/proj", "/home/me/proj/scripts"]}
 
 ``path`` is relative to the manifest's directory and may not leave it.  ``original``
 (optional) is where the driver's file was when bundled: a process that finds it there,
-unchanged, runs that file instead of the copy.  ``names.txt`` beside the manifest lists
+unchanged, runs that file instead of the copy.  ``snapshot`` (optional, default false)
+marks a bundle the running driver made of the bytes it runs (`ship()` and the
+integrations): there an original with other content is passed over for the shipped copy;
+in a bundle made ahead of time it is refused, since the driver may run the newer file.
+``roots`` (optional) are the directories the bundle came from: those the listed names
+were found in and, for a snapshot, the driver's main script's; a program whose own script
+lies elsewhere keeps its own modules.  ``names.txt`` beside the manifest lists
 every name and implied parent package, one per line, for the start-up hook, which must
 not import `json` to know which names are not its own.
 """
@@ -24,7 +32,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `typing` is not loaded in a fresh worker, and this module must load fast
-    from typing import Any, Callable
+    from typing import Any, Callable, Iterable
 
 FORMAT = 1
 MANIFEST_NAME = "manifest.json"
@@ -54,12 +62,15 @@ class Source:
 
 
 class Manifest:
-    __slots__ = ("path", "directory", "sources", "by_name", "parents", "parent_dirs")
+    __slots__ = ("path", "directory", "sources", "by_name", "parents", "parent_dirs", "snapshot", "roots")
 
-    def __init__(self, path: str, sources: "list[Source] | tuple[Source, ...]") -> None:
+    def __init__(self, path: str, sources: "list[Source] | tuple[Source, ...]", snapshot: bool = False,
+                 roots: "frozenset[str] | None" = None) -> None:
         self.path = path
         self.directory = os.path.dirname(path)
         self.sources = tuple(sources)
+        self.snapshot = snapshot
+        self.roots = roots  # None: not recorded (a bundle of v0.2, or written by hand)
         self.by_name: dict[str, Source] = {}
         for source in self.sources:
             for name in source.names:
@@ -74,8 +85,8 @@ class Manifest:
                 up = name.count(".")
                 for parent in _parents(name)[::-1]:
                     if parent not in self.by_name and parent not in self.parent_dirs:
-                        self.parent_dirs[parent] = (_enclosing(source.path, source.package, up),
-                                                    _enclosing(source.original, source.package, up)
+                        self.parent_dirs[parent] = (enclosing(source.path, source.package, up),
+                                                    enclosing(source.original, source.package, up)
                                                     if source.original else None)
                     up -= 1
         self.parents = frozenset(self.parent_dirs)
@@ -89,7 +100,7 @@ def _parents(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _enclosing(path: str, package: bool, levels: int) -> str:
+def enclosing(path: str, package: bool, levels: int) -> str:
     """The directory `levels` packages above the module whose file is `path`."""
     directory = os.path.dirname(os.path.dirname(path) if package else path)
     for _ in range(levels - 1):
@@ -230,6 +241,16 @@ def parse(data: object, path: str) -> Manifest:
     modules = data.get("modules")
     if not isinstance(modules, list):
         raise fail("modules", "expected a list, got %s" % type(modules).__name__)
+    snapshot = data.get("snapshot", False)
+    if not isinstance(snapshot, bool):
+        raise fail("snapshot", "expected true or false, got %s" % _shown(snapshot))
+    roots = data.get("roots")
+    if roots is not None:
+        if not isinstance(roots, list):
+            raise fail("roots", "expected a list of absolute directory paths, got %s" % type(roots).__name__)
+        for index, root in enumerate(roots):
+            if not isinstance(root, str) or not os.path.isabs(root) or "\0" in root:
+                raise fail("roots[%d]" % index, "expected an absolute directory path, got %s" % _shown(root))
     directory = os.path.dirname(path)
     # Listed names are answered ahead of the path finder: a standard one would replace the
     # standard module in every process.  (Python 3.9 has no list; the bundler checks there.)
@@ -273,10 +294,11 @@ def parse(data: object, path: str) -> Manifest:
             raise fail(where + ".original", "expected the absolute path of a file named %s, got %s"
                        % (parts[-1], _shown(original)))
         sources.append(Source(tuple(names), relpath, os.path.join(directory, *parts), digest, package, original))
-    return Manifest(path, sources)
+    return Manifest(path, sources, snapshot, None if roots is None else frozenset(roots))
 
 
-def dump(sources: "list[Source] | tuple[Source, ...]") -> str:
+def dump(sources: "list[Source] | tuple[Source, ...]", snapshot: bool = False,
+         roots: "Iterable[str] | None" = None) -> str:
     import json
 
     entries = []
@@ -286,7 +308,12 @@ def dump(sources: "list[Source] | tuple[Source, ...]") -> str:
         if s.original is not None:
             entry["original"] = s.original
         entries.append(entry)
-    return json.dumps({"hn_modulefix": FORMAT, "modules": entries}, indent=2) + "\n"
+    document: dict[str, object] = {"hn_modulefix": FORMAT, "modules": entries}
+    if snapshot:
+        document["snapshot"] = True
+    if roots is not None:
+        document["roots"] = sorted(set(roots))
+    return json.dumps(document, indent=2) + "\n"
 
 
 def dump_names(manifest: Manifest) -> str:

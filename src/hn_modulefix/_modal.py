@@ -53,7 +53,8 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
     """A function for ``modal.Image.pipe`` that makes the calling script importable in
     every process of the container.
 
-    script:     the script to ship (default: the file of the module calling this)
+    script:     the script to ship (default: the file of the module calling this; in a
+                notebook, the modules of the project it has imported)
     extra:      more script files to ship with their local closures
     include:    local modules imported in ways the source does not show, by dotted name
     root:       project root the script is importable from as ``scripts.pipeline`` (default: cwd)
@@ -65,15 +66,17 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
         return _unchanged
     if not remote_dir.startswith("/"):
         raise ValueError("image_layer(remote_dir=%r): must be an absolute path in the container" % remote_dir)
-    from hn_modulefix._bundle import bundle, calling_script
+    from hn_modulefix._bundle import Script, calling_scripts, plan, write
 
-    if script is None:
-        script = calling_script(caller, "image_layer(script=)")
+    scripts: list[Script] = [script] if script is not None else calling_scripts(caller, "image_layer(script=)", root)
 
     staging = tempfile.mkdtemp(prefix="hn_modulefix-image-")
     # Modal reads local files when the app runs, after this returns: keep them until exit.
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
-    manifest = bundle(script, *extra, out=os.path.join(staging, "bundle"), root=root, include=include)
+    # A snapshot: the container runs the bytes this process read now, whatever lies at
+    # the original paths there.
+    manifest = write(plan(*scripts, *extra, root=root, include=include), os.path.join(staging, "bundle"),
+                     snapshot=True)
     lib = os.path.join(staging, "lib")
     stage(lib)
     remote_dir = remote_dir.rstrip("/")

@@ -25,7 +25,7 @@ import tempfile
 from typing import Any, Iterable
 
 from _hn_modulefix_boot import ENV_MANIFEST, ON_PYTHONPATH
-from hn_modulefix._bundle import PathLike, bundle
+from hn_modulefix._bundle import PathLike, plan, write
 from hn_modulefix._hook import stage
 from hn_modulefix._manifest import MANIFEST_NAME
 
@@ -45,7 +45,9 @@ def ray_runtime_env(*scripts: PathLike, base: dict[str, Any] | None = None, root
                          % (ENV_MANIFEST, env_vars[ENV_MANIFEST]))
     staging = tempfile.mkdtemp(prefix="hn_modulefix-ray-")
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
-    manifest = bundle(*scripts, out=os.path.join(staging, "bundle"), root=root, include=include)
+    # A snapshot: a worker node holding other files at the driver's paths (an older
+    # checkout) runs the bytes this driver read now.
+    manifest = write(plan(*scripts, root=root, include=include), os.path.join(staging, "bundle"), snapshot=True)
     # Named by content: each distinct bundle is its own py_module, uploaded once, and its
     # name cannot collide with another job's bundle on a shared node.
     with open(manifest, "rb") as f:

@@ -5,6 +5,12 @@ named by the bundle's content, and exports HN_MODULEFIX_MANIFEST into `os.enviro
 that every process started afterwards — Daft's UDF workers, process pools, subprocesses —
 inherits it and resolves the scripts' modules.  While the sources stay the same the
 bundle is reused; an edit makes a new one.
+
+Worker processes already running keep the environment they started with.  Loky's reusable
+executor (joblib's default backend) keeps its workers from one call to the next, so those
+started before `ship()` would fail every later task (joblib#1705): `ship()` shuts it down,
+and the next call starts workers that inherit the manifest.  Pools the program holds itself
+must be created after `ship()`.
 """
 
 from __future__ import annotations
@@ -13,10 +19,10 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from _hn_modulefix_boot import ENV_MANIFEST
-from hn_modulefix._bundle import PathLike, calling_script, plan, write
+from hn_modulefix._bundle import PathLike, Script, calling_scripts, plan, write
 from hn_modulefix._finder import ShippedLoader
 from hn_modulefix._manifest import MANIFEST_NAME, ManifestError, dump, load, sha256_bytes
 
@@ -26,13 +32,29 @@ def _cache_dir() -> Path:
     return Path(base, "hn_modulefix", "bundles")
 
 
+# Where loky keeps its reusable executor: standalone, and the copy joblib vendors.
+_LOKY_EXECUTORS = ("loky.reusable_executor", "joblib.externals.loky.reusable_executor")
+
+
+def _retire_loky_workers() -> None:
+    """Shut down loky's reusable executor if one is running: its workers lack the manifest,
+    and the next `get_reusable_executor` (every joblib call) replaces a shut-down executor.
+    Only where loky was imported already; never imported here."""
+    for name in _LOKY_EXECUTORS:
+        executor = getattr(sys.modules.get(name), "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+
 def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str] = ()) -> Path | None:
-    """Bundle `scripts` (default: the calling script) and export HN_MODULEFIX_MANIFEST for
-    every process this one starts from now on; return the manifest path.
+    """Bundle `scripts` (default: the calling script; in a notebook, the project's modules
+    it has imported) and export HN_MODULEFIX_MANIFEST for every process this one starts
+    from now on; return the manifest path.
 
     Where the calling module was itself rebuilt by hn_modulefix (a worker importing the
     script), or in a Modal container, it does nothing and returns the manifest in effect
-    (None if there is none).  `root` and `include` are as for `bundle`.
+    (None if there is none).  `root` and `include` are as for `bundle`.  When the manifest
+    changes, loky's reusable executor is shut down (its next call starts new workers).
     """
     from hn_modulefix._modal import _is_remote
 
@@ -43,9 +65,8 @@ def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
     if _is_remote():
         active = os.environ.get(ENV_MANIFEST)
         return Path(active) if active else None
-    if not scripts:
-        scripts = (calling_script(caller, "ship()"),)
-    planned = plan(*scripts, root=root, include=include)
+    chosen: Sequence[Script] = scripts or calling_scripts(caller, "ship()", root)
+    planned = plan(*chosen, root=root, include=include)
     # Named by what a worker would get: names, files, contents and the driver's paths.
     digest = sha256_bytes(dump([item.source("") for item in planned]).encode())[:24]
     out = _cache_dir() / digest
@@ -53,10 +74,12 @@ def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
     try:
         load(str(manifest))
     except ManifestError:
-        manifest = write(planned, out)
+        manifest = write(planned, out, snapshot=True)
     previous = os.environ.get(ENV_MANIFEST)
     if previous and os.path.abspath(previous) != str(manifest):
         warnings.warn("hn_modulefix.ship(): %s was %s; processes started from now on get %s instead"
                       % (ENV_MANIFEST, previous, manifest), stacklevel=2)
     os.environ[ENV_MANIFEST] = str(manifest)
+    if previous != str(manifest):
+        _retire_loky_workers()
     return manifest

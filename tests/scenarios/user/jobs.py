@@ -2,6 +2,7 @@
 
 import dataclasses
 import enum
+import os
 
 
 class Kind(enum.Enum):
@@ -19,11 +20,12 @@ class Job:
 class Result:
     job: Job
     answer: int
+    pid: int  # of the process that did the work
 
 
 def work(job: Job) -> Result:
     power = 2 if job.kind is Kind.SQUARE else 3
-    return Result(job, job.value ** power)
+    return Result(job, job.value ** power, os.getpid())
 
 
 JOBS = [Job(Kind.SQUARE, 3), Job(Kind.CUBE, 2), Job(Kind.SQUARE, 5)]

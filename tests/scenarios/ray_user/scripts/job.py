@@ -2,6 +2,7 @@
 Ray's scheduler actor, Ray workers and, with use_process, their UDF subprocesses."""
 
 import dataclasses
+import json
 import os
 
 import daft
@@ -28,3 +29,7 @@ class Area:
 def run() -> list:
     df = daft.from_pydict({"side": [1, 2, 3, 4]})
     return df.with_column("area", Area(Scale(10))(daft.col("side"))).to_pydict()["area"]
+
+
+if __name__ == "__main__":
+    print("result: " + json.dumps(run()))
