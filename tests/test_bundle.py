@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import stat
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from _support import clean_env, run
-from hn_modulefix import BundleError, bundle
+from hn_modulefix import BundleError, _bundle, bundle
 
 
 def write(path: Path, text: str = "") -> Path:
@@ -130,12 +134,15 @@ def test_local_module_named_like_an_installed_one_ships_with_a_warning(tmp_path:
     assert listing(manifest) == {"modules/cloudpickle.py": ["cloudpickle"], "modules/job.py": ["job"]}
 
 
-def test_script_outside_the_root_is_named_by_its_enclosing_packages(tmp_path: Path) -> None:
+def test_a_script_outside_the_root_is_refused_not_named_by_directories_outside_it(tmp_path: Path) -> None:
+    # `pkg` lies outside the root: naming the script `pkg.job` would claim `pkg` for every process.
     write(tmp_path / "elsewhere" / "pkg" / "__init__.py")
     write(tmp_path / "elsewhere" / "pkg" / "job.py")
-    manifest = bundle(tmp_path / "elsewhere" / "pkg" / "job.py", out=tmp_path / "out", root=tmp_path / "proj")
-    assert listing(manifest)["modules/pkg/job.py"] == ["job", "pkg.job"]
-    assert listing(manifest)["modules/pkg/__init__.py"] == ["pkg"]
+    with pytest.raises(BundleError) as info:
+        bundle(tmp_path / "elsewhere" / "pkg" / "job.py", out=tmp_path / "out", root=tmp_path / "proj")
+    assert str(info.value) == ("%s lies outside the project root %s; give the root that holds it (--root, root=)"
+                               % (tmp_path / "elsewhere" / "pkg" / "job.py", tmp_path / "proj"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_rebundling_replaces_the_old_bundle_whole(tmp_path: Path) -> None:
@@ -306,3 +313,81 @@ def test_console_script_reports_errors_in_one_line(tmp_path: Path) -> None:
     result = run([str(exe), "bundle", "nope.py", "-o", "out"], cwd=tmp_path, env=clean_env())
     assert result.returncode == 1
     assert (result.stdout, result.stderr) == ("", "hn-modulefix bundle: error: nope.py: does not exist\n")
+
+
+def test_bundles_follow_the_umask(tmp_path: Path) -> None:
+    # A bundle copied into an image or a shared directory must stay readable by others.
+    write(tmp_path / "proj" / "scripts" / "job.py", "import helper\n")
+    write(tmp_path / "proj" / "scripts" / "helper.py")
+    old = os.umask(0o022)
+    try:
+        manifest = bundle(tmp_path / "proj" / "scripts" / "job.py", out=tmp_path / "out", root=tmp_path / "proj")
+    finally:
+        os.umask(old)
+    modes = {str(x.relative_to(tmp_path)): stat.S_IMODE(x.stat().st_mode)
+             for x in [manifest.parent, *manifest.parent.rglob("*")]}
+    assert modes == {"out": 0o755, "out/manifest.json": 0o644, "out/names.txt": 0o644, "out/modules": 0o755,
+                     "out/modules/scripts": 0o755, "out/modules/scripts/job.py": 0o644,
+                     "out/modules/scripts/helper.py": 0o644}
+
+
+def rebundle_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> tuple[Path, dict[str, str]]:
+    """proj/job.py bundled into out/, then edited to `body`; returns out and its tree."""
+    write(tmp_path / "proj" / "job.py", "VERSION = 1\n")
+    out = tmp_path / "out"
+    bundle(tmp_path / "proj" / "job.py", out=out, root=tmp_path / "proj")
+    write(tmp_path / "proj" / "job.py", body)
+    return out, tree(out)
+
+
+def test_a_failed_move_into_place_leaves_the_old_bundle_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, before = rebundle_with(tmp_path, monkeypatch, "VERSION = 2\n")
+    real_rename = os.rename
+
+    def crash_moving_the_new_one_in(src: "os.PathLike[str] | str", dst: "os.PathLike[str] | str") -> None:
+        if os.path.basename(src).startswith(".hn_modulefix-new-") and Path(dst) == out:
+            raise OSError(errno.EIO, "simulated crash")
+        real_rename(src, dst)
+
+    # Where no atomic exchange exists (another system, a filesystem without it), the
+    # bundle is replaced by two renames; a failure of the second puts the old one back.
+    monkeypatch.setattr(_bundle, "exchange", lambda a, b: (_ for _ in ()).throw(OSError(errno.EINVAL, "no")),
+                        raising=False)
+    monkeypatch.setattr(os, "rename", crash_moving_the_new_one_in)
+    with pytest.raises(OSError, match="simulated crash"):
+        bundle(tmp_path / "proj" / "job.py", out=out, root=tmp_path / "proj")
+    monkeypatch.undo()
+    assert tree(out) == before and "VERSION = 1" in (out / "modules" / "job.py").read_text()
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["out", "proj"]  # nothing left beside it
+    bundle(tmp_path / "proj" / "job.py", out=out, root=tmp_path / "proj")
+    assert (out / "modules" / "job.py").read_text() == "VERSION = 2\n"
+
+
+WATCH = """import os, sys
+manifest = sys.argv[1]
+missing = checks = 0
+while not os.path.exists(sys.argv[2]):
+    checks += 1
+    if not os.path.exists(manifest):
+        missing += 1
+print(checks, missing)
+"""
+
+
+def test_a_rebundled_directory_is_never_missing(tmp_path: Path) -> None:
+    # Another process (a worker starting) watches the manifest while the bundle is replaced 200 times.
+    write(tmp_path / "proj" / "job.py", "VERSION = 0\n")
+    out = tmp_path / "out"
+    bundle(tmp_path / "proj" / "job.py", out=out, root=tmp_path / "proj")
+    stop = tmp_path / "stop"
+    watcher = subprocess.Popen([sys.executable, "-c", WATCH, str(out / "manifest.json"), str(stop)],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        for version in range(1, 201):
+            write(tmp_path / "proj" / "job.py", "VERSION = %d\n" % version)
+            bundle(tmp_path / "proj" / "job.py", out=out, root=tmp_path / "proj")
+    finally:
+        stop.touch()
+        checks, missing = map(int, watcher.communicate(timeout=60)[0].split())
+    assert checks > 1000 and missing == 0, (checks, missing)
+    assert (out / "modules" / "job.py").read_text() == "VERSION = 200\n"

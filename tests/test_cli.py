@@ -14,6 +14,7 @@ EXE = str(Path(sys.executable).parent / "hn-modulefix")  # the console script pi
 
 EXAMPLES = {
     "bundle": "hn-modulefix bundle scripts/pipeline.py -o build/bundle",
+    "cache": "hn-modulefix cache --prune --older-than 2d",
     "check": "hn-modulefix check udf.pkl --manifest build/bundle/manifest.json",
     "doctor": "HN_MODULEFIX_MANIFEST=build/bundle/manifest.json hn-modulefix doctor",
     "emulate": "hn-modulefix emulate examples/modal_daft_pipeline.py::retrieve --args-from example_queries",
@@ -21,10 +22,11 @@ EXAMPLES = {
 }
 ENVIRONMENT = [
     "environment:",
-    "  HN_MODULEFIX_MANIFEST  the bundle manifest listed modules are rebuilt from: a path, or",
-    "                         pythonpath:DIR/manifest.json for the first sys.path entry that holds it;",
-    "                         unset, the start-up hook does nothing",
-    "  HN_MODULEFIX_DEBUG     1: print the traceback behind an hn_modulefix error",
+    "  HN_MODULEFIX_MANIFEST       the bundle manifest listed modules are rebuilt from: a path, or",
+    "                              pythonpath:DIR/manifest.json for the first sys.path entry that holds it;",
+    "                              unset, the start-up hook does nothing",
+    "  HN_MODULEFIX_DEBUG          1: print the traceback behind an hn_modulefix error",
+    "  HN_MODULEFIX_CACHE_MAX_AGE  ship() removes cache bundles unused this long (default 7d; 12h, 30d...)",
 ]
 
 

@@ -121,6 +121,7 @@ def write_project(tmp_path: Path, *, layer: bool, helper: str = "", workdir: str
     project = tmp_path / ("with" if layer else "without")
     scripts = project / "scripts"
     scripts.mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'scoring'\n")  # the root image_layer() finds
     if package:
         (scripts / "__init__.py").write_text("")
     helper_import = {"": "FACTOR = 2", "runtime": "FACTOR = 2",

@@ -120,6 +120,10 @@ def test_a_source_edited_after_bundling_never_runs_silently(hook_python: Path, r
     assert "%s (textkit, jobs.textkit): changed since it was bundled" % init in doctor.stdout
 
 
+def cache_entries(cache: Path) -> list[Path]:
+    return sorted(p for p in (cache / "hn_modulefix" / "bundles").iterdir() if not p.name.startswith("."))
+
+
 def test_ship_bundles_into_the_cache_exports_the_manifest_and_rebundles_on_change(
         hook_python: Path, repo: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
@@ -127,20 +131,21 @@ def test_ship_bundles_into_the_cache_exports_the_manifest_and_rebundles_on_chang
     assert red[0] != 0 and "ModuleNotFoundError: No module named 'textkit'" in red[2], red[2][-2000:]
     ship_in_script(repo)
     assert drive(hook_python, repo, cwd=repo, XDG_CACHE_HOME=str(cache))[:2] == (0, EXPECTED)
-    bundles = sorted((cache / "hn_modulefix" / "bundles").iterdir())
+    bundles = cache_entries(cache)
     assert len(bundles) == 1 and (bundles[0] / "manifest.json").is_file()
     inode = (bundles[0] / "manifest.json").stat().st_ino
     # Unchanged sources: the same bundle, not written again (the workers' own ship() calls
     # are no-ops: they import the script through the finder).
     assert drive(hook_python, repo, cwd=repo, XDG_CACHE_HOME=str(cache))[:2] == (0, EXPECTED)
-    assert sorted((cache / "hn_modulefix" / "bundles").iterdir()) == bundles
+    assert cache_entries(cache) == bundles
     assert (bundles[0] / "manifest.json").stat().st_ino == inode
 
     # Where the script is imported through the finder (a worker; here on a machine without
     # the project) or in a Modal container, ship() bundles nothing and exports nothing new.
     manifest = str(bundles[0] / "manifest.json")
     show = "import os, sys\nsys.path.append(%r)\nimport pipeline\nprint(os.environ.get('HN_MODULEFIX_MANIFEST'))\n"
-    shutil.copy(repo / "jobs" / "labels.json", bundles[0] / "modules" / "jobs")  # data is not shipped
+    # The project root is jobs/ (no pyproject.toml, setup.py, setup.cfg or .git above it).
+    shutil.copy(repo / "jobs" / "labels.json", bundles[0] / "modules")  # data is not shipped
     repo.rename(tmp_path / "away")
     worker = run([str(hook_python), "-c", show % "/nowhere"], cwd=tmp_path,
                  env=clean_env(HN_MODULEFIX_MANIFEST=manifest, XDG_CACHE_HOME=str(cache)))
@@ -149,12 +154,12 @@ def test_ship_bundles_into_the_cache_exports_the_manifest_and_rebundles_on_chang
     container = run([str(hook_python), "-c", show % str(repo / "jobs")], cwd=repo,
                     env=clean_env(MODAL_IS_REMOTE="1", XDG_CACHE_HOME=str(cache)))
     assert (container.returncode, container.stdout) == (0, "None\n"), container.stderr[-2000:]
-    assert sorted((cache / "hn_modulefix" / "bundles").iterdir()) == bundles
+    assert cache_entries(cache) == bundles
     init = repo / "jobs" / "textkit" / "__init__.py"
     init.write_text(init.read_text().replace("jobs/textkit 1", "jobs/textkit 2"))
     changed = [dict(row, textkit="jobs/textkit 2") for row in EXPECTED]
     assert drive(hook_python, repo, cwd=repo, XDG_CACHE_HOME=str(cache))[:2] == (0, changed)
-    assert len(list((cache / "hn_modulefix" / "bundles").iterdir())) == 2
+    assert len(cache_entries(cache)) == 2
 
 
 def test_an_edit_saved_while_a_shipped_job_runs_never_reaches_its_workers(hook_python: Path, repo: Path,

@@ -13,12 +13,12 @@ it has already imported from the project stand in for it, each under the name it
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import os
 import shutil
 import sys
 import sysconfig
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Union
@@ -118,6 +118,10 @@ class _Listing:
             self._entries[directory] = entries
         return entries
 
+    def directories(self) -> set[str]:
+        """Every directory looked into: a file added to one could change the closure."""
+        return set(self._entries)
+
     def isfile(self, directory: str, name: str) -> bool:
         entry = self.entries(directory).get(name)
         return entry is not None and _is(entry.is_file)
@@ -206,30 +210,38 @@ _is_module_name = functools.lru_cache(maxsize=1 << 16)(is_module_name)  # a clos
 
 def _search_roots(script: str, project_root: str) -> list[str]:
     script_dir = os.path.dirname(script)
-    roots = [script_dir]
-    if (script_dir + os.sep).startswith(project_root + os.sep):
-        roots.append(project_root)
-    else:
-        # Outside the project root, the script is also importable as a member of the
-        # regular packages that enclose it.
-        top = script_dir
-        while os.path.isfile(os.path.join(top, "__init__.py")):
-            top = os.path.dirname(top)
-        roots.append(top)
-    return list(dict.fromkeys(roots))
+    if not (script_dir + os.sep).startswith(project_root + os.sep):
+        # Every name is relative to the root: one for a directory outside it would claim
+        # that directory's name for every process that inherits the manifest.
+        raise BundleError("%s lies outside the project root %s; give the root that holds it (--root, root=)"
+                          % (script, project_root))
+    return list(dict.fromkeys([script_dir, project_root]))
 
 
 def project_root(start: PathLike) -> str:
-    """The nearest directory from `start` upward that holds a project marker
-    (ROOT_MARKERS); `start` itself when none does."""
+    """The root a running driver belongs to: the nearest directory at or above `start` (a
+    script, or a directory such as a kernel's working directory) holding one of
+    ROOT_MARKERS, else `start`'s own directory."""
     start_dir = os.path.realpath(os.fspath(start))
+    if not os.path.isdir(start_dir):
+        start_dir = os.path.dirname(start_dir)
     directory = start_dir
-    while not any(os.path.exists(os.path.join(directory, marker)) for marker in ROOT_MARKERS):
+    while not any(os.path.lexists(os.path.join(directory, marker)) for marker in ROOT_MARKERS):
         parent = os.path.dirname(directory)
         if parent == directory:
             return start_dir
         directory = parent
     return directory
+
+
+def driver_root(scripts: Sequence[Script], root: PathLike | None) -> str:
+    """The project root of a bundle the running driver makes (ship(), the integrations):
+    `root` when given, else the first script's project root; for the modules a kernel
+    imported, the one found from the working directory (the notebook's)."""
+    if root is not None:
+        return os.path.realpath(os.fspath(root))
+    first = scripts[0] if scripts else None
+    return project_root(os.getcwd() if first is None or isinstance(first, ImportedModule) else first)
 
 
 def _search_root(name: str, path: str, package: bool) -> str | None:
@@ -273,7 +285,8 @@ def imported_local_modules(root: PathLike) -> list[ImportedModule]:
     return found
 
 
-def _collect(scripts: Sequence[str | ImportedModule], project_root: str, include: Sequence[str]) -> dict[str, _Local]:
+def _collect(scripts: Sequence[str | ImportedModule], project_root: str, include: Sequence[str],
+             looked: set[str]) -> dict[str, _Local]:
     installed = _installed_dirs()
     found: dict[str, _Local] = {}
     # (file, search roots) to resolve the imports of: for each name the file has (it
@@ -362,6 +375,7 @@ def _collect(scripts: Sequence[str | ImportedModule], project_root: str, include
                             add(full, False, roots)
                         elif entry.isidentifier() and listing.isfile(full, "__init__.py"):
                             add(os.path.join(full, "__init__.py"), True, roots)
+    looked.update(listing.directories())
     return found
 
 
@@ -487,6 +501,59 @@ def _shown_paths(paths: list[str], shown: int = 10) -> str:
     return ", ".join(paths[:shown]) + more
 
 
+def new_dir(parent: str, prefix: str) -> str:
+    """A new empty directory in `parent` whose mode follows the umask, as a bundle's files
+    do (tempfile.mkdtemp makes 0700: a bundle copied into an image or a shared directory
+    would be unreadable to anyone else)."""
+    while True:
+        path = os.path.join(parent, prefix + os.urandom(6).hex())
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        return path
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def exchange(a: str, b: str) -> None:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE), so that no
+    process ever finds either path missing; OSError where the system cannot."""
+    import ctypes
+
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available here")
+    renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), a, None, b)
+
+
+def replace_dir(new: str, out: str) -> None:
+    """Put the directory `new` at `out` in place of the one there; the old one is removed.
+    If that fails, the old directory is left at `out`, whole."""
+    try:
+        exchange(new, out)
+    except OSError:
+        # No atomic exchange (another system, a filesystem without it): for a moment
+        # between the two renames `out` is missing.
+        trash = new_dir(os.path.dirname(out), ".hn_modulefix-old-")
+        old = os.path.join(trash, "old")
+        os.rename(out, old)
+        try:
+            os.rename(new, out)
+        except BaseException:
+            os.rename(old, out)
+            os.rmdir(trash)
+            raise
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        shutil.rmtree(new, ignore_errors=True)  # the old one, now
+
+
 def _replace_dir(staging: str, out: str) -> None:
     """Move the finished bundle into place.  An earlier bundle there is replaced, so no
     stale module outlives a re-bundle, but only when everything in the directory is
@@ -501,10 +568,7 @@ def _replace_dir(staging: str, out: str) -> None:
                 raise BundleError("%s holds files its bundle does not list; refusing to replace it, which would "
                                   "delete %s (move them away or bundle to another directory)"
                                   % (out, _shown_paths(lost)))
-        trash = tempfile.mkdtemp(prefix=".hn_modulefix-old-", dir=os.path.dirname(out))
-        os.rename(out, os.path.join(trash, "old"))
-        os.rename(staging, out)
-        shutil.rmtree(trash, ignore_errors=True)
+        replace_dir(staging, out)
     else:
         os.rename(staging, out)
 
@@ -527,8 +591,11 @@ class _Planned:
                       sha256_bytes(self.data), self.package, self.path)
 
 
-def plan(*scripts: Script, root: PathLike | None = None, include: Iterable[str] = ()) -> list[_Planned]:
-    """What `bundle` would ship, read now: every file of the scripts' local closure."""
+def plan(*scripts: Script, root: PathLike | None = None, include: Iterable[str] = (),
+         read: set[str] | None = None) -> list[_Planned]:
+    """What `bundle` would ship, read now: every file of the scripts' local closure.
+    `read`, when given, receives every file read and directory searched: while none of
+    them changes, neither does the plan."""
     if not scripts:
         raise BundleError("no script given")
     project_root = os.path.realpath(os.fspath(root) if root is not None else os.getcwd())
@@ -547,7 +614,10 @@ def plan(*scripts: Script, root: PathLike | None = None, include: Iterable[str] 
     for name in extra:
         if not is_module_name(name):
             raise BundleError("--include %r is not a dotted module name" % (name,))
-    found = _collect(script_paths, project_root, extra)
+    looked: set[str] = set()
+    found = _collect(script_paths, project_root, extra, looked)
+    if read is not None:
+        read.update(looked, found)
     _drop_ambiguous(found)
     _drop_standard(found)
     _warn_installed(found)
@@ -569,27 +639,33 @@ def _roots(planned: Sequence[_Planned], snapshot: bool) -> set[str]:
     return roots
 
 
-def write(planned: Sequence[_Planned], out: PathLike, *, snapshot: bool = False) -> Path:
-    """Write the planned files, manifest.json and names.txt into `out`; return the manifest path.
+def write_into(planned: Sequence[_Planned], directory: str, *, snapshot: bool = False) -> str:
+    """Write the planned files, manifest.json and names.txt into the empty `directory`;
+    return the manifest path.  `snapshot`: the bundle is made by the running driver of the
+    bytes it runs (see hn_modulefix._manifest), not ahead of time."""
+    sources = []
+    for item in planned:
+        source = item.source(directory)
+        os.makedirs(os.path.dirname(source.path), exist_ok=True)
+        with open(source.path, "wb") as f:
+            f.write(item.data)
+        sources.append(source)
+    manifest = os.path.join(directory, MANIFEST_NAME)
+    with open(manifest, "w", encoding="utf-8") as f:
+        f.write(dump(sources, snapshot, _roots(planned, snapshot)))
+    with open(os.path.join(directory, NAMES_FILE), "w", encoding="utf-8") as f:
+        f.write(dump_names(Manifest(manifest, sources)))
+    return manifest
 
-    `snapshot`: the bundle is made by the running driver of the bytes it runs (see
-    hn_modulefix._manifest), not ahead of time."""
+
+def write(planned: Sequence[_Planned], out: PathLike, *, snapshot: bool = False) -> Path:
+    """Write the planned files, manifest.json and names.txt into `out`; return the manifest path."""
     out_path = os.path.abspath(os.fspath(out))
     parent = os.path.dirname(out_path)
     os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".hn_modulefix-new-", dir=parent)
+    staging = new_dir(parent, ".hn_modulefix-new-")
     try:
-        sources = []
-        for item in planned:
-            source = item.source(staging)
-            os.makedirs(os.path.dirname(source.path), exist_ok=True)
-            with open(source.path, "wb") as f:
-                f.write(item.data)
-            sources.append(source)
-        with open(os.path.join(staging, MANIFEST_NAME), "w", encoding="utf-8") as f:
-            f.write(dump(sources, snapshot, _roots(planned, snapshot)))
-        with open(os.path.join(staging, NAMES_FILE), "w", encoding="utf-8") as f:
-            f.write(dump_names(Manifest(os.path.join(staging, MANIFEST_NAME), sources)))
+        write_into(planned, staging, snapshot=snapshot)
         _replace_dir(staging, out_path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -14,10 +14,13 @@ import traceback
 from typing import Sequence
 
 from _hn_modulefix_boot import ENV_DEBUG, ENV_MANIFEST
+from hn_modulefix._cache import DEFAULT_MAX_AGE, ENV_MAX_AGE
 
 _COMMANDS = {
     "bundle": ("hn_modulefix._bundle", "copy scripts and their local imports into a bundle directory",
                "hn-modulefix bundle scripts/pipeline.py -o build/bundle"),
+    "cache": ("hn_modulefix._cache", "list the bundles hn_modulefix.ship() keeps, or prune the unused ones",
+              "hn-modulefix cache --prune --older-than 2d"),
     "check": ("hn_modulefix._check", "import every module a pickle payload needs in a fresh worker-like interpreter",
               "hn-modulefix check udf.pkl --manifest build/bundle/manifest.json"),
     "doctor": ("hn_modulefix._doctor", "show the start-up hook, manifest and sitecustomize state of this interpreter",
@@ -28,11 +31,12 @@ _COMMANDS = {
                      "python -m hn_modulefix install-hook"),
 }
 
-_ENVIRONMENT = "environment:\n" + "\n".join("  %-21s  %s" % row for row in (
+_ENVIRONMENT = "environment:\n" + "\n".join("  %-26s  %s" % row for row in (
     (ENV_MANIFEST, "the bundle manifest listed modules are rebuilt from: a path, or"),
     ("", "pythonpath:DIR/manifest.json for the first sys.path entry that holds it;"),
     ("", "unset, the start-up hook does nothing"),
     (ENV_DEBUG, "1: print the traceback behind an hn_modulefix error"),
+    (ENV_MAX_AGE, "ship() removes cache bundles unused this long (default %s; 12h, 30d...)" % DEFAULT_MAX_AGE),
 ))
 
 

@@ -57,7 +57,8 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
                 notebook, the modules of the project it has imported)
     extra:      more script files to ship with their local closures
     include:    local modules imported in ways the source does not show, by dotted name
-    root:       project root the script is importable from as ``scripts.pipeline`` (default: cwd)
+    root:       project root the script is importable from as ``scripts.pipeline`` (default: the
+                nearest directory above the script with pyproject.toml, setup.py, setup.cfg or .git)
     copy:       ship the bundle as a build step instead of a mount, so build steps may follow
     remote_dir: where hn_modulefix and the bundle go in the image
     """
@@ -66,9 +67,10 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
         return _unchanged
     if not remote_dir.startswith("/"):
         raise ValueError("image_layer(remote_dir=%r): must be an absolute path in the container" % remote_dir)
-    from hn_modulefix._bundle import Script, calling_scripts, plan, write
+    from hn_modulefix._bundle import Script, calling_scripts, driver_root, plan, write
 
     scripts: list[Script] = [script] if script is not None else calling_scripts(caller, "image_layer(script=)", root)
+    root = driver_root(scripts, root)
 
     staging = tempfile.mkdtemp(prefix="hn_modulefix-image-")
     # Modal reads local files when the app runs, after this returns: keep them until exit.

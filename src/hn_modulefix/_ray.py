@@ -25,7 +25,7 @@ import tempfile
 from typing import Any, Iterable
 
 from _hn_modulefix_boot import ENV_MANIFEST, ON_PYTHONPATH
-from hn_modulefix._bundle import PathLike, plan, write
+from hn_modulefix._bundle import PathLike, driver_root, plan, write
 from hn_modulefix._hook import stage
 from hn_modulefix._manifest import MANIFEST_NAME
 
@@ -36,13 +36,15 @@ def ray_runtime_env(*scripts: PathLike, base: dict[str, Any] | None = None, root
     makes `scripts` and their local imports importable in every Ray process.
 
     Pass it to ``ray.init(runtime_env=...)`` (or a job submission).  The files are
-    uploaded when Ray starts the job; the local copies are removed at exit.
+    uploaded when Ray starts the job; the local copies are removed at exit.  `root`
+    defaults to the first script's project root (see `ship`).
     """
     runtime_env = copy.deepcopy(base) if base else {}
     env_vars = runtime_env.setdefault("env_vars", {})
     if env_vars.get(ENV_MANIFEST):
         raise ValueError("ray_runtime_env(base=...): env_vars already sets %s=%r"
                          % (ENV_MANIFEST, env_vars[ENV_MANIFEST]))
+    root = driver_root(scripts, root)
     staging = tempfile.mkdtemp(prefix="hn_modulefix-ray-")
     atexit.register(shutil.rmtree, staging, ignore_errors=True)
     # A snapshot: a worker node holding other files at the driver's paths (an older

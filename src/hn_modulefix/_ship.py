@@ -1,10 +1,10 @@
 """`hn_modulefix.ship()`: one line for local drivers.
 
-It bundles the calling script (or the scripts given) into a directory of the user's cache
-named by the bundle's content, and exports HN_MODULEFIX_MANIFEST into `os.environ`, so
-that every process started afterwards — Daft's UDF workers, process pools, subprocesses —
-inherits it and resolves the scripts' modules.  While the sources stay the same the
-bundle is reused; an edit makes a new one.
+It bundles the calling script (or the scripts given) into the user's bundle cache (see
+_cache), named by the bundle's content, and exports HN_MODULEFIX_MANIFEST into
+`os.environ`, so that every process started afterwards — Daft's UDF workers, process
+pools, subprocesses — inherits it and resolves the scripts' modules.  While the sources
+stay the same the bundle is reused, without reading them again; an edit makes a new one.
 
 Worker processes already running keep the environment they started with.  Loky's reusable
 executor (joblib's default backend) keeps its workers from one call to the next, so those
@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from _hn_modulefix_boot import ENV_MANIFEST
-from hn_modulefix._bundle import PathLike, Script, calling_scripts, plan, write
+from hn_modulefix import __version__, _cache
+from hn_modulefix._bundle import (ImportedModule, PathLike, Script, _roots, calling_scripts, driver_root, plan,
+                                  write_into)
 from hn_modulefix._finder import ShippedLoader
-from hn_modulefix._manifest import MANIFEST_NAME, ManifestError, dump, load, sha256_bytes
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base, "hn_modulefix", "bundles")
+from hn_modulefix._manifest import dump, sha256_bytes
 
 
 # Where loky keeps its reusable executor: standalone, and the copy joblib vendors.
@@ -53,8 +51,12 @@ def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
 
     Where the calling module was itself rebuilt by hn_modulefix (a worker importing the
     script), or in a Modal container, it does nothing and returns the manifest in effect
-    (None if there is none).  `root` and `include` are as for `bundle`.  When the manifest
-    changes, loky's reusable executor is shut down (its next call starts new workers).
+    (None if there is none).  `root` is the project root (default: the nearest directory
+    above the first script holding pyproject.toml, setup.py, setup.cfg or .git, else the
+    script's directory); `include` is as for `bundle`.  Cache entries unused for
+    $HN_MODULEFIX_CACHE_MAX_AGE (default 7 days) that no live process uses are removed.
+    When the manifest changes, loky's reusable executor is shut down (its next call starts
+    new workers).
     """
     from hn_modulefix._modal import _is_remote
 
@@ -66,20 +68,40 @@ def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
         active = os.environ.get(ENV_MANIFEST)
         return Path(active) if active else None
     chosen: Sequence[Script] = scripts or calling_scripts(caller, "ship()", root)
-    planned = plan(*chosen, root=root, include=include)
-    # Named by what a worker would get: names, files, contents and the driver's paths.
-    digest = sha256_bytes(dump([item.source("") for item in planned]).encode())[:24]
-    out = _cache_dir() / digest
-    manifest = out / MANIFEST_NAME
-    try:
-        load(str(manifest))
-    except ManifestError:
-        manifest = write(planned, out, snapshot=True)
+    older_than = _cache.max_age()  # a bad setting is said before any work
+    script_paths = [s if isinstance(s, ImportedModule) else os.path.realpath(os.fspath(s)) for s in chosen]
+    project = driver_root(chosen, root)
+    extra = sorted(set(include))
+    # What the plan depends on besides the files: the request and the interpreter (its
+    # sys.path tells which directories are installed ones); the manifest also names the
+    # main script's directory.
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    key = sha256_bytes(repr((script_paths, project, extra, main, sys.executable, sys.version, sys.path,
+                             __version__)).encode())[:24]
+    recalled = _cache.recall(key)
+    manifest = None
+    if recalled is not None:
+        digest, warned = recalled
+        manifest = _cache.reuse(digest)
+    if manifest is None:
+        started = time.time_ns()
+        read: set[str] = set()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            planned = plan(*script_paths, root=project, include=extra, read=read)
+        warned = [str(w.message) for w in caught]
+        # Named by what a worker would get: the manifest, with the driver's paths.
+        digest = sha256_bytes(dump([item.source("") for item in planned], True, _roots(planned, True)).encode())[:24]
+        manifest = _cache.use(digest, lambda directory: write_into(planned, directory, snapshot=True))
+        _cache.remember(key, digest, sorted(read), warned, started)
+    for message in warned:
+        warnings.warn(message, stacklevel=2)
     previous = os.environ.get(ENV_MANIFEST)
-    if previous and os.path.abspath(previous) != str(manifest):
+    if previous and os.path.abspath(previous) != manifest:
         warnings.warn("hn_modulefix.ship(): %s was %s; processes started from now on get %s instead"
                       % (ENV_MANIFEST, previous, manifest), stacklevel=2)
-    os.environ[ENV_MANIFEST] = str(manifest)
-    if previous != str(manifest):
+    os.environ[ENV_MANIFEST] = manifest
+    if previous != manifest:
         _retire_loky_workers()
-    return manifest
+    _cache.prune(older_than)
+    return Path(manifest)
