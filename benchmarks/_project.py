@@ -1,6 +1,6 @@
 """A generated project of any size for the scale benchmark: deterministic, realistic.
 
-`generate(root, files)` writes about `files` Python files (about 12 kB each, as in
+`generate(root, files)` writes about `files` Python files (about 13 kB each, as in
 large real packages) under `root`, which holds a pyproject.toml:
 
 - `job.py`, the driver script: it imports the package `acme` and three of its modules;

@@ -1,6 +1,6 @@
 """Scale: bundling, ship(), a worker's first import and start-up, for 25 / 250 / 2,500 files.
 
-A generated project (benchmarks/_project.py: packages, subpackages, about 12 kB of
+A generated project (benchmarks/_project.py: packages, subpackages, about 13 kB of
 Python per file) of each size is measured, in fresh interpreters of a venv with the
 wheel installed (A) and of a venv without hn_modulefix (B):
 
