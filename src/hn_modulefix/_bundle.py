@@ -13,19 +13,23 @@ it has already imported from the project stand in for it, each under the name it
 from __future__ import annotations
 
 import argparse
-import ast
 import errno
+import functools
 import os
 import shutil
 import sys
 import sysconfig
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Union
 
 from _hn_modulefix_boot import NAMES_FILE
 from hn_modulefix._manifest import (MANIFEST_NAME, Manifest, Source, dump, dump_names, enclosing, is_module_name,
                                     sha256_bytes)
+from hn_modulefix._scan import Pool, scan
+
+if TYPE_CHECKING:
+    from hn_modulefix._scan import Import
 
 PathLike = Union[str, "os.PathLike[str]"]
 MODULES_DIR = "modules"
@@ -95,26 +99,64 @@ def _names_for(path: str, package: bool, roots: Sequence[str]) -> list[str]:
     return names
 
 
-def _locate(name: str, roots: Sequence[str], looked: set[str]) -> list[tuple[str, bool]]:
+class _Listing:
+    """What each directory holds, listed once: a large closure looks up the same
+    directories tens of thousands of times.  Like the path finder, it sees what a
+    directory lists (an unlistable directory holds nothing)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, os.DirEntry[str]]] = {}
+
+    def entries(self, directory: str) -> dict[str, os.DirEntry[str]]:
+        entries = self._entries.get(directory)
+        if entries is None:
+            try:
+                with os.scandir(directory) as it:
+                    entries = {entry.name: entry for entry in it}
+            except OSError:
+                entries = {}
+            self._entries[directory] = entries
+        return entries
+
+    def directories(self) -> set[str]:
+        """Every directory looked into: a file added to one could change the closure."""
+        return set(self._entries)
+
+    def isfile(self, directory: str, name: str) -> bool:
+        entry = self.entries(directory).get(name)
+        return entry is not None and _is(entry.is_file)
+
+    def isdir(self, directory: str, name: str) -> bool:
+        entry = self.entries(directory).get(name)
+        return entry is not None and _is(entry.is_dir)
+
+
+def _is(test: Callable[[], bool]) -> bool:
+    try:
+        return test()  # follows a symbolic link, as os.path.isfile does
+    except OSError:
+        return False
+
+
+def _locate(name: str, roots: Sequence[str], listing: _Listing) -> list[tuple[str, bool]]:
     """Files to ship for importing `name` from `roots`: every regular package on the
-    way and the module itself, following the order the path finder searches in.  Every
-    directory searched goes into `looked` (a file added there could change the answer)."""
+    way and the module itself, following the order the path finder searches in."""
     parts = name.split(".")
+    last = len(parts) - 1
     for root in roots:
         found = []
         directory = root
         for i, part in enumerate(parts):
-            looked.add(directory)
             candidate = os.path.join(directory, part)
-            init = os.path.join(candidate, "__init__.py")
-            if os.path.isfile(init):
-                found.append((init, True))
+            is_dir = listing.isdir(directory, part)
+            if is_dir and listing.isfile(candidate, "__init__.py"):
+                found.append((os.path.join(candidate, "__init__.py"), True))
                 directory = candidate
-            elif i < len(parts) - 1 and os.path.isdir(candidate):
+            elif i < last and is_dir:
                 directory = candidate  # namespace portion: nothing to ship for it
-            elif i == len(parts) - 1 and os.path.isfile(candidate + ".py"):
+            elif i == last and listing.isfile(directory, part + ".py"):
                 found.append((candidate + ".py", False))
-            elif i == len(parts) - 1 and os.path.isdir(candidate):
+            elif i == last and is_dir:
                 pass  # a namespace package itself: nothing to ship
             else:
                 break
@@ -123,40 +165,47 @@ def _locate(name: str, roots: Sequence[str], looked: set[str]) -> list[tuple[str
     return []
 
 
-def _imported_names(tree: ast.AST, package: str) -> set[str]:
-    """Module names an AST may import; `package` resolves relative imports."""
+def _scan(path: str) -> list[Import]:
+    """The imports of one file, read here; a syntax error or an unreadable file is a
+    BundleError naming it."""
+    try:
+        with open(path, "rb") as f:
+            return scan(f.read(), path)
+    except SyntaxError as exc:
+        raise BundleError("%s:%s: syntax error: %s" % (path, exc.lineno, exc.msg)) from exc
+    except OSError as exc:
+        raise BundleError("cannot read %s: %s" % (path, exc.strerror or exc)) from exc
+
+
+def _imported_names(imports: Iterable[Import], package: str) -> set[str]:
+    """Module names a file's imports may import; `package` resolves relative imports."""
     names: set[str] = set()
 
     def add(dotted: str) -> None:
         parts = dotted.split(".")
         names.update(".".join(parts[: i + 1]) for i in range(len(parts)))
 
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                add(alias.name)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base_parts = package.split(".") if package else []
-                if node.level - 1 > len(base_parts) or not package:
-                    continue  # would fail at run time too
-                base = ".".join(base_parts[: len(base_parts) - (node.level - 1)])
-                module = base + "." + node.module if node.module else base
-            else:
-                module = node.module or ""
-            if not module:
-                continue
-            add(module)
-            for alias in node.names:
-                if alias.name != "*":
-                    names.add(module + "." + alias.name)
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
-            func = node.func
-            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-            literal = node.args[0].value
-            if called in ("import_module", "__import__") and isinstance(literal, str) and not literal.startswith("."):
-                add(literal)
-    return {n for n in names if is_module_name(n)}
+    for level, module, from_names in imports:
+        if from_names is None:
+            if not (level or module.startswith(".")):  # import_module(".relative") needs a package
+                add(module)
+            continue
+        if level:
+            base_parts = package.split(".") if package else []
+            if level - 1 > len(base_parts) or not package:
+                continue  # would fail at run time too
+            base = ".".join(base_parts[: len(base_parts) - (level - 1)])
+            module = base + "." + module if module else base
+        if not module:
+            continue
+        add(module)
+        for name in from_names:
+            if name != "*":
+                names.add(module + "." + name)
+    return {n for n in names if _is_module_name(n)}
+
+
+_is_module_name = functools.lru_cache(maxsize=1 << 16)(is_module_name)  # a closure repeats names
 
 
 def _search_roots(script: str, project_root: str) -> list[str]:
@@ -240,73 +289,93 @@ def _collect(scripts: Sequence[str | ImportedModule], project_root: str, include
              looked: set[str]) -> dict[str, _Local]:
     installed = _installed_dirs()
     found: dict[str, _Local] = {}
-    queue: list[tuple[str, list[str]]] = []
+    # (file, search roots) to resolve the imports of: for each name the file has (it
+    # gains names when reached from other roots) and each of those roots, once.
+    queue: list[tuple[str, tuple[str, ...]]] = []
+    imports: dict[str, list[Import] | None] = {}
+    resolved: set[tuple[str, str, tuple[str, ...]]] = set()  # (file, package context, roots)
+    listed: set[tuple[str, tuple[str, ...]]] = set()  # (package's __init__.py, roots)
+    # A large closure imports the same few thousand names tens of thousands of times:
+    # each file is added, and each name located, once per set of search roots.
+    added: set[tuple[str, bool, tuple[str, ...]]] = set()
+    located: set[tuple[str, tuple[str, ...]]] = set()
+    listing = _Listing()
 
-    def add(path: str, package: bool, roots: list[str]) -> None:
+    def add(path: str, package: bool, roots: tuple[str, ...]) -> None:
+        key = (path, package, roots)
+        if key in added:
+            return
+        added.add(key)
         real = os.path.realpath(path)
         if real.startswith(installed):
             return
         local = found.get(path)
         if local is None:
             local = found[path] = _Local(path, package)
-            queue.append((path, roots))
         local.names.update(_names_for(path, package, roots))
+        queue.append((path, roots))
         # Importing a dotted name runs every enclosing regular package's __init__ first.
         for root in roots:
             directory = os.path.dirname(os.path.dirname(path) if package else path)
             while (directory + os.sep).startswith(root + os.sep) and directory != root:
-                looked.add(directory)
-                init = os.path.join(directory, "__init__.py")
-                if os.path.isfile(init) and init not in found:
-                    add(init, True, roots)
+                if listing.isfile(directory, "__init__.py"):
+                    add(os.path.join(directory, "__init__.py"), True, roots)
                 directory = os.path.dirname(directory)
+
+    def add_located(name: str, roots: tuple[str, ...]) -> None:
+        key = (name, roots)
+        if key not in located:
+            located.add(key)
+            for path, package in _locate(name, roots, listing):
+                add(path, package, roots)
 
     for script in scripts:
         if isinstance(script, ImportedModule):
             # Found as the interpreter found it: under its own name, from its own sys.path entry.
-            roots = [script.search_root]
-            for path, package in _locate(script.name, roots, looked):
-                add(path, package, roots)
+            roots: tuple[str, ...] = (script.search_root,)
+            add_located(script.name, roots)
         else:
-            roots = _search_roots(script, project_root)
+            roots = tuple(_search_roots(script, project_root))
             add(script, False, roots)
         for extra in include:
-            for path, package in _locate(extra, roots, looked):
-                add(path, package, roots)
+            add_located(extra, roots)
     for extra in include:
         if not any(found[p].names & {extra} for p in found):
             raise BundleError("--include %r: no local module of that name next to the scripts or in %s"
                               % (extra, project_root))
 
     imported = {script.name for script in scripts if isinstance(script, ImportedModule)}
-    while queue:
-        path, roots = queue.pop()
-        local = found[path]
-        try:
-            with open(path, "rb") as f:
-                tree = ast.parse(f.read(), filename=path)
-        except SyntaxError as exc:
-            raise BundleError("%s:%s: syntax error: %s" % (path, exc.lineno, exc.msg)) from exc
-        except OSError as exc:
-            raise BundleError("cannot read %s: %s" % (path, exc.strerror or exc)) from exc
-        contexts = {n if local.package else n.rpartition(".")[0] for n in local.names} or {""}
-        for context in sorted(contexts):  # the package each name resolves relative imports in
-            # A name the interpreter has already imported resolves to that module, wherever
-            # another search root would find a file of the same name.
-            for name in sorted(_imported_names(tree, context) - imported):
-                for dep_path, dep_package in _locate(name, roots, looked):
-                    add(dep_path, dep_package, roots)
-        if local.package:
-            # Submodules of a local package ship with it: packages load plugins by name.
-            directory = os.path.dirname(path)
-            looked.add(directory)
-            for entry in sorted(os.listdir(directory)):
-                full = os.path.join(directory, entry)
-                stem, ext = os.path.splitext(entry)
-                if ext == ".py" and entry != "__init__.py" and stem.isidentifier():
-                    add(full, False, roots)
-                elif entry.isidentifier() and os.path.isfile(os.path.join(full, "__init__.py")):
-                    add(os.path.join(full, "__init__.py"), True, roots)
+    with Pool() as pool:
+        while queue:
+            # Breadth first, in waves: the files of a wave are parsed on every core.
+            wave = queue[:]
+            del queue[:]
+            imports.update(pool.scan(sorted({path for path, _ in wave} - imports.keys())))
+            for path, roots in wave:
+                local = found[path]
+                found_imports = imports.get(path)
+                if found_imports is None:
+                    found_imports = imports[path] = _scan(path)  # raises what a helper could not say
+                contexts = {n if local.package else n.rpartition(".")[0] for n in local.names} or {""}
+                for context in sorted(contexts):  # the package each name resolves relative imports in
+                    if (path, context, roots) not in resolved:
+                        resolved.add((path, context, roots))
+                        # A name the interpreter has already imported resolves to that module,
+                        # wherever another search root would find a file of the same name.
+                        for name in sorted(_imported_names(found_imports, context) - imported):
+                            add_located(name, roots)
+                if local.package and (path, roots) not in listed:
+                    listed.add((path, roots))
+                    # Submodules of a local package ship with it: packages load plugins by name.
+                    directory = os.path.dirname(path)
+                    for entry in sorted(listing.entries(directory)):
+                        full = os.path.join(directory, entry)
+                        stem, ext = os.path.splitext(entry)
+                        if ext == ".py" and entry != "__init__.py" and stem.isidentifier():
+                            add(full, False, roots)
+                        elif entry.isidentifier() and listing.isfile(full, "__init__.py"):
+                            add(os.path.join(full, "__init__.py"), True, roots)
+    looked.update(listing.directories())
     return found
 
 

@@ -127,8 +127,14 @@ def _sha256_type() -> Callable[[bytes], Any]:
     raise ImportError("no sha256 implementation in this interpreter")
 
 
+_sha256: Callable[[bytes], Any] | None = None  # found once: a failed import searches all of sys.path
+
+
 def sha256_bytes(data: bytes) -> str:
-    return str(_sha256_type()(data).hexdigest())
+    global _sha256
+    if _sha256 is None:
+        _sha256 = _sha256_type()
+    return str(_sha256(data).hexdigest())
 
 
 class SourceChanged(ValueError):
