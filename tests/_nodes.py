@@ -31,7 +31,7 @@ from typing import Iterable, Iterator, Mapping
 
 import pytest
 
-from _support import clean_env, make_venv, run
+from _support import REPO, clean_env, make_venv, run
 
 needs_namespace = pytest.mark.skipif(
     shutil.which("unshare") is None or shutil.which("ip") is None or os.geteuid() != 0,
@@ -51,6 +51,19 @@ def short_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="hnr", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def project_and_older_checkout(tmp: Path, scenario: str, module: str, old: str, new: str) -> tuple[Path, Path]:
+    """A copy of tests/scenarios/`scenario` as the driver's project, and an older checkout of
+    it with the same module names, where `module` (a path in it) has `new` in place of `old`."""
+    project, older = tmp / "proj", tmp / "old"
+    for path in (project, older):
+        shutil.copytree(REPO / "tests" / "scenarios" / scenario, path, ignore=shutil.ignore_patterns("__pycache__"))
+    changed = older / module
+    source = changed.read_text()
+    assert old in source, (changed, old)
+    changed.write_text(source.replace(old, new))
+    return project, older
 
 
 def in_namespace(script: str, tmp: Path, *, timeout: float = 900, **env: str) -> str:

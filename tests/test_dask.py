@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from _nodes import bare_python, in_namespace, needs_namespace, node, short_tmp, wait_until  # noqa: F401 (fixtures)
+from _nodes import (bare_python, in_namespace, needs_namespace, node, project_and_older_checkout,  # noqa: F401
+                    short_tmp, wait_until)  # (fixtures)
 from _support import REPO
 
 # Loaded before any test's import_state snapshot, so never dropped by one: the plugin module
@@ -35,14 +36,8 @@ LOCAL_GREEN = ["before-plugin", "before-ship", "after-ship"]
 def projects(tmp: Path) -> tuple[Path, Path]:
     """The driver's project (a copy of dask_user) and an older checkout of it, whose
     tiles.py computes the area otherwise (units.py is the same)."""
-    project, old = tmp / "proj", tmp / "old"
-    for path in (project, old):
-        shutil.copytree(REPO / "tests" / "scenarios" / "dask_user", path, ignore=shutil.ignore_patterns("__pycache__"))
-    tiles = old / "scripts" / "tiles.py"
-    source = tiles.read_text()
-    assert "side * side * order.count" in source
-    tiles.write_text(source.replace("side * side * order.count", "side * order.count"))
-    return project, old
+    return project_and_older_checkout(tmp, "dask_user", "scripts/tiles.py", "side * side * order.count",
+                                      "side * order.count")
 
 
 def steps(output: str) -> dict[str, Any]:

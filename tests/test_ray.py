@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from _nodes import bare_python, in_namespace, needs_namespace, node, short_tmp, wait_until  # noqa: F401 (fixtures)
+from _nodes import (bare_python, in_namespace, needs_namespace, node, project_and_older_checkout,  # noqa: F401
+                    short_tmp, wait_until)  # (fixtures)
 from _support import REPO, clean_env, run
 
 DRIVER = REPO / "tests" / "scenarios" / "ray_driver.py"
@@ -74,19 +75,6 @@ def test_existing_cluster(bare_python: Path, short_tmp: Path) -> None:
     check_runs(in_ray_namespace(script, short_tmp, bare_python), short_tmp)
 
 
-def node_projects(tmp: Path) -> tuple[Path, Path]:
-    """The driver's project (a copy of ray_user) and an older checkout of it: the same
-    module names, where shapes.py computes the area otherwise and job.py is unchanged."""
-    project, old = tmp / "proj", tmp / "old"
-    for path in (project, old):
-        shutil.copytree(REPO / "tests" / "scenarios" / "ray_user", path, ignore=shutil.ignore_patterns("__pycache__"))
-    shapes = old / "scripts" / "shapes.py"
-    source = shapes.read_text()
-    assert "self.side * self.side" in source
-    shapes.write_text(source.replace("self.side * self.side", "self.side + self.side"))
-    return project, old
-
-
 @pytest.mark.ray
 @pytest.mark.slow
 @needs_namespace
@@ -97,7 +85,9 @@ def test_worker_node_that_cannot_read_the_drivers_files(checkout: str, bare_pyth
     namespace where the driver's project, home (the cache), temp dir, Ray directory and
     hn_modulefix's source are empty directories, or (`older`) the project path holds an
     older checkout.  Only the runtime_env can bring the driver's modules there."""
-    project, old = node_projects(short_tmp)
+    # shapes.py computes the area otherwise in the older checkout; job.py is the same.
+    project, old = project_and_older_checkout(short_tmp, "ray_user", "scripts/shapes.py", "self.side * self.side",
+                                              "self.side + self.side")
     main_run = run([str(bare_python), "scripts/job.py"], cwd=project)
     assert main_run.returncode == 0 and main_run.stdout.startswith("result: "), main_run.stderr[-3000:]
     driver_tmp, head_dir, node_dir = short_tmp / "driver_tmp", short_tmp / "r" / "head", short_tmp / "r" / "node"
