@@ -25,7 +25,12 @@ from _nodes import (bare_python, in_namespace, needs_namespace, node, project_an
 from _support import REPO
 
 # Loaded before any test's import_state snapshot, so never dropped by one: the plugin module
-# remembers which plugins this process made, and hn_modulefix.dask_plugin stays bound to it.
+# remembers which plugins this process made, and hn_modulefix.dask_plugin stays bound to it;
+# distributed imports the importlib_metadata backport, which takes find_distributions away
+# from the standard path finder and puts its own finder on sys.meta_path: a snapshot taken
+# before that, restored, would leave no finder for any importlib.metadata lookup in this
+# process (nbformat's, in the notebook tests).
+import distributed  # noqa: F401,E402
 import hn_modulefix._dask  # noqa: F401,E402
 
 DRIVER = REPO / "tests" / "scenarios" / "dask_driver.py"
