@@ -199,10 +199,10 @@ from hn_modulefix._finder import ManifestFinder
 real = ManifestFinder.from_path.__func__
 loads = []
 
-def slow_load(cls, path):
+def slow_load(cls, path, *names):
     loads.append(path)
     time.sleep(0.5)
-    return real(cls, path)
+    return real(cls, path, *names)
 
 ManifestFinder.from_path = classmethod(slow_load)
 barrier = threading.Barrier(2)
