@@ -21,7 +21,8 @@ in a bundle made ahead of time it is refused, since the driver may run the newer
 were found in and, for a snapshot, the driver's main script's; a program whose own script
 lies elsewhere keeps its own modules.  ``names.txt`` beside the manifest lists
 every name and implied parent package, one per line, for the start-up hook, which must
-not import `json` to know which names are not its own.
+not import `json` to know which names are not its own.  ``index.txt`` (see dump_index)
+lets a worker's finder check and decode only the entries it uses.
 """
 
 from __future__ import annotations
@@ -374,8 +375,9 @@ def _checksum(data: bytes) -> int:
 
 
 def dump_index(manifest: bytes, names: bytes) -> str | None:
-    """index.txt for the bytes of manifest.json and names.txt: a header with the size and
-    checksum of both and where the `modules` list lies, then for each listed name in the
+    """index.txt for the bytes of manifest.json and names.txt: a header with the size of
+    the one, the checksums of both and of the rest of the index, and where the `modules`
+    list lies and its length, then for each listed name in the
     order of the manifest, the index of its entry and where that entry lies (offsets in
     the manifest's bytes).  Derived from the bytes alone, without checking the entries:
     the finder checks each entry, and each name against the standard library, when it
@@ -394,8 +396,9 @@ def dump_index(manifest: bytes, names: bytes) -> str | None:
         return None
     if span is None or set(names.decode("utf-8", "replace").split()) != seen.union(*map(_parents, seen)):
         return None  # names.txt does not list the manifest's names and their packages
-    return "%s %d %d %d %d %d %d\n%s" % (INDEX_HEADER, len(manifest), _checksum(manifest), _checksum(names),
-                                         span[0], span[1], span[2], "".join(lines))
+    body = "".join(lines)
+    return "%s %d %d %d %d %d %d %d\n%s" % (INDEX_HEADER, len(manifest), _checksum(manifest), _checksum(names),
+                                            _checksum(body.encode("ascii")), span[0], span[1], span[2], body)
 
 
 def _walk(text: str, scan: Callable[[str, int], tuple[object, int]], lines: list[str],
@@ -466,34 +469,37 @@ class LazyManifest:
 
     @classmethod
     def open(cls, path: str, names: frozenset[str]) -> LazyManifest | None:
-        """The manifest at `path` (absolute) whose names.txt listed `names`, read through
+        """The manifest at `path` (absolute) whose names.txt listed `names` (as the start-up
+        hook read it; the index's checksum of names.txt is checked here), read through
         its index; None where there is no index or it does not match manifest.json and
         names.txt byte for byte: load() reads the manifest instead.  ManifestError for a
         problem outside the entries, or a standard-library name."""
+        from _hn_modulefix_boot import NAMES_FILE
+
         directory = os.path.dirname(path)
         try:
             with open(os.path.join(directory, INDEX_NAME), "rb") as f:
                 index = f.read().decode("ascii")
             with open(path, "rb") as f:
                 raw = f.read()
-            with open(os.path.join(directory, "names.txt"), "rb") as f:
+            with open(os.path.join(directory, NAMES_FILE), "rb") as f:
                 names_raw = f.read()
         except (OSError, ValueError):
             return None
         header, _, body = index.partition("\n")
         fields = header[len(INDEX_HEADER):].split()
-        if (not header.startswith(INDEX_HEADER + " ") or len(fields) != 6 or not all(f.isdigit() for f in fields)
+        if (not header.startswith(INDEX_HEADER + " ") or len(fields) != 7 or not all(f.isdigit() for f in fields)
                 or int(fields[0]) != len(raw) or int(fields[1]) != _checksum(raw)
-                or int(fields[2]) != _checksum(names_raw)):
+                or int(fields[2]) != _checksum(names_raw) or int(fields[3]) != _checksum(body.encode("ascii"))):
             return None
-        text = raw.decode("ascii")
-        start, end = int(fields[3]), int(fields[4])
+        start, end = int(fields[4]), int(fields[5])
         try:
+            text = raw.decode("ascii")
             rest = _decode(text[:start] + text[end:])
         except (ValueError, RecursionError):
             return None  # an index written for other bytes after all: load() says what is wrong
         _, snapshot, roots = _top(rest, path)
-        manifest = cls(path, text, "\n" + body, names, snapshot, roots, int(fields[5]))
+        manifest = cls(path, text, "\n" + body, names, snapshot, roots, int(fields[6]))
         standard = names & _standard()  # every listed top-level name is in names.txt
         if standard:
             # Worded as load() words it, for the first entry listing one.
