@@ -148,7 +148,7 @@ def indexed(tmp_path: Path, data: dict[str, object]) -> tuple[Path, str]:
 
 
 def lazy(path: Path, names: str) -> LazyManifest:
-    found = LazyManifest.open(str(path), frozenset(names.split()))
+    found = LazyManifest.read(str(path), frozenset(names.split()))
     assert found is not None
     return found
 
@@ -193,7 +193,7 @@ def test_a_standard_library_name_refuses_the_whole_manifest(tmp_path: Path, name
     with pytest.raises(ManifestError) as strict:
         load(str(path))
     with pytest.raises(ManifestError) as info:
-        LazyManifest.open(str(path), frozenset(listed.split()))
+        LazyManifest.read(str(path), frozenset(listed.split()))
     assert str(info.value) == str(strict.value)
 
 
@@ -202,7 +202,7 @@ def test_malformed_top_level_fields_through_the_index(tmp_path: Path, field: str
                                                       expected: str) -> None:
     path, names = indexed(tmp_path, {"hn_modulefix": 1, "modules": [GOOD], field: value})
     with pytest.raises(ManifestError) as info:
-        LazyManifest.open(str(path), frozenset(names.split()))
+        LazyManifest.read(str(path), frozenset(names.split()))
     assert str(info.value) == "manifest %s: %s" % (path, expected)
 
 
@@ -219,7 +219,7 @@ def test_an_index_that_does_not_match_is_not_used(tmp_path: Path, change: str) -
         text = edited.read_text()
         at = text.index("pipeline") + 1
         edited.write_text(text[:at] + "X" + text[at + 1:])
-    assert LazyManifest.open(str(path), frozenset(names.split())) is None  # load() reads the manifest instead
+    assert LazyManifest.read(str(path), frozenset(names.split())) is None  # load() reads the manifest instead
 
 
 @pytest.mark.parametrize("modules, names", [

@@ -372,7 +372,7 @@ class ManifestFinder:
         if names is not None:
             from hn_modulefix._manifest import locate
 
-            lazy = LazyManifest.open(locate(manifest_path), names)
+            lazy = LazyManifest.read(locate(manifest_path), names)
         return cls(lazy or load(manifest_path), manifest_path)
 
     def __repr__(self) -> str:

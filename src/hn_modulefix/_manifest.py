@@ -468,7 +468,7 @@ class LazyManifest:
         self._parent_dirs: dict[str, tuple[str, str | None]] = {}
 
     @classmethod
-    def open(cls, path: str, names: frozenset[str]) -> LazyManifest | None:
+    def read(cls, path: str, names: frozenset[str]) -> LazyManifest | None:
         """The manifest at `path` (absolute) whose names.txt listed `names` (as the start-up
         hook read it; the index's checksum of names.txt is checked here), read through
         its index; None where there is no index or it does not match manifest.json and
