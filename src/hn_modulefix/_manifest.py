@@ -201,6 +201,7 @@ class _Decoding:
     strict = True
     object_hook = None
     object_pairs_hook = None
+    array_hook = None  # read by the scanner of Python 3.15
     parse_float = float
     parse_int = int
     parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
@@ -392,7 +393,7 @@ def dump_index(manifest: bytes, names: bytes) -> str | None:
         lines: list[str] = []
         seen: set[str] = set()
         span = _walk(text, scan, lines, seen)
-    except (ValueError, StopIteration, IndexError, RecursionError):  # not JSON, not a manifest's shape
+    except Exception:  # not JSON, not a manifest's shape; or a scanner that wants other settings
         return None
     if span is None or set(names.decode("utf-8", "replace").split()) != seen.union(*map(_parents, seen)):
         return None  # names.txt does not list the manifest's names and their packages
