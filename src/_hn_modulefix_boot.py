@@ -145,7 +145,7 @@ def _load():
         try:
             from hn_modulefix._finder import ManifestFinder
 
-            _real = ManifestFinder.from_path(manifest_path)
+            _real = ManifestFinder.from_path(manifest_path, _names)
             if _names is not None and _names != _real.names:
                 raise ValueError("%s beside %s does not list the names the manifest does: re-run "
                                  "`hn-modulefix bundle`" % (NAMES_FILE, _real.manifest.path))

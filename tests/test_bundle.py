@@ -152,7 +152,7 @@ def test_rebundling_replaces_the_old_bundle_whole(tmp_path: Path) -> None:
     out = tmp_path / "out"
     manifest = bundle(p / "job.py", out=out, root=p)
     # What using the bundle leaves there: the bytecode caches the finder's loader writes
-    # (any interpreter's), and names.txt beside the manifest.
+    # (any interpreter's), and names.txt and index.txt beside the manifest.
     env = clean_env(HN_MODULEFIX_MANIFEST=str(manifest))
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     p.rename(tmp_path / "away")  # so the shipped copies are the ones used (and cached)
@@ -163,11 +163,12 @@ def test_rebundling_replaces_the_old_bundle_whole(tmp_path: Path) -> None:
         "job.%s.pyc" % sys.implementation.cache_tag, "old_helper.%s.pyc" % sys.implementation.cache_tag]
     write(out / "modules" / "__pycache__" / "old_helper.cpython-39.opt-1.pyc")
     write(out / "names.txt", "job\nold_helper\n")
+    write(out / "index.txt", "hn_modulefix index 1\n")
     write(p / "job.py", "\n")
     manifest = bundle(p / "job.py", out=out, root=p)
     assert listing(manifest) == {"modules/job.py": ["job"]}
-    assert sorted(str(x.relative_to(out)) for x in out.rglob("*")) == ["manifest.json", "modules", "modules/job.py",
-                                                                      "names.txt"]
+    assert sorted(str(x.relative_to(out)) for x in out.rglob("*")) == ["index.txt", "manifest.json", "modules",
+                                                                      "modules/job.py", "names.txt"]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["out", "proj"]  # no staging left over
 
 
@@ -326,7 +327,8 @@ def test_bundles_follow_the_umask(tmp_path: Path) -> None:
         os.umask(old)
     modes = {str(x.relative_to(tmp_path)): stat.S_IMODE(x.stat().st_mode)
              for x in [manifest.parent, *manifest.parent.rglob("*")]}
-    assert modes == {"out": 0o755, "out/manifest.json": 0o644, "out/names.txt": 0o644, "out/modules": 0o755,
+    assert modes == {"out": 0o755, "out/manifest.json": 0o644, "out/names.txt": 0o644, "out/index.txt": 0o644,
+                     "out/modules": 0o755,
                      "out/modules/scripts": 0o755, "out/modules/scripts/job.py": 0o644,
                      "out/modules/scripts/helper.py": 0o644}
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from hn_modulefix import ManifestError
-from hn_modulefix._manifest import dump, load, parse
+from hn_modulefix._manifest import (INDEX_NAME, LazyManifest, Manifest, Source, dump, dump_index, dump_names, load,
+                                    parse)
 
 GOOD = {"names": ["pipeline", "scripts.pipeline"], "path": "modules/scripts/pipeline.py",
         "sha256": "a" * 64, "package": False}
@@ -52,7 +53,7 @@ def test_malformed_documents(tmp_path: Path, raw: bytes, expected: str) -> None:
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("field, value, expected", [
+MALFORMED_ENTRIES = [
     ("names", [], "modules[0].names: expected a non-empty list"),
     ("names", "pipeline", "modules[0].names: expected a non-empty list"),
     ("names", ["pipe/line"], "'pipe/line' is not a valid module name"),
@@ -76,7 +77,10 @@ def test_malformed_documents(tmp_path: Path, raw: bytes, expected: str) -> None:
     # Answered ahead of the path finder, it would replace the standard module in every process.
     ("names", ["json"], "modules[0].names: 'json' is a standard-library module name, which is never shipped"),
     ("names", ["pipeline", "logging.handlers"], "'logging.handlers' is a standard-library module name"),
-])
+]
+
+
+@pytest.mark.parametrize("field, value, expected", MALFORMED_ENTRIES)
 def test_malformed_entries(tmp_path: Path, field: str, value: object, expected: str) -> None:
     entry = dict(GOOD, **{field: value})
     with pytest.raises(ManifestError, match=expected.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
@@ -95,13 +99,16 @@ def test_snapshot_and_roots_are_read_and_round_trip(tmp_path: Path) -> None:
     assert set(json.loads(dump(m.sources))) == {"hn_modulefix", "modules"}
 
 
-@pytest.mark.parametrize("field, value, expected", [
+MALFORMED_TOP_LEVEL = [
     ("snapshot", "yes", "snapshot: expected true or false, got 'yes'"),
     ("snapshot", 1, "snapshot: expected true or false, got 1"),
     ("roots", "/proj", "roots: expected a list of absolute directory paths, got str"),
     ("roots", ["/proj", "scripts"], "roots[1]: expected an absolute directory path, got 'scripts'"),
     ("roots", [None], "roots[0]: expected an absolute directory path, got None"),
-])
+]
+
+
+@pytest.mark.parametrize("field, value, expected", MALFORMED_TOP_LEVEL)
 def test_malformed_top_level_fields(tmp_path: Path, field: str, value: object, expected: str) -> None:
     path = manifest(tmp_path, {"hn_modulefix": 1, "modules": [GOOD], field: value})
     with pytest.raises(ManifestError) as info:
@@ -118,3 +125,133 @@ def test_a_name_listed_twice_is_rejected(tmp_path: Path) -> None:
 def test_missing_manifest_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="cannot read manifest .*nowhere.json"):
         load(str(tmp_path / "nowhere.json"))
+
+
+# The index a worker's finder reads the manifest through (LazyManifest): it must answer
+# as load() does, check each entry when it is first asked for, and be used only while it
+# matches manifest.json and names.txt byte for byte.
+OTHER = {"names": ["tools.deep.helper"], "path": "modules/tools/deep/helper/__init__.py", "sha256": "b" * 64,
+         "package": True, "original": "/proj/tools/deep/helper/__init__.py"}
+
+
+def indexed(tmp_path: Path, data: dict[str, object]) -> tuple[Path, str]:
+    """manifest.json as the bundler writes it, with names.txt and index.txt; the manifest's
+    path and what names.txt lists."""
+    path = manifest(tmp_path, None, json.dumps(data, indent=2).encode())
+    listed = [Source(tuple(entry["names"]), "", "", "", False) for entry in data["modules"]]  # type: ignore[attr-defined]
+    names = dump_names(Manifest(str(path), listed))
+    (tmp_path / "names.txt").write_text(names)
+    index = dump_index(path.read_bytes(), names.encode())
+    assert index is not None
+    (tmp_path / INDEX_NAME).write_text(index)
+    return path, names
+
+
+def lazy(path: Path, names: str) -> LazyManifest:
+    found = LazyManifest.read(str(path), frozenset(names.split()))
+    assert found is not None
+    return found
+
+
+def test_the_index_answers_as_load_does(tmp_path: Path) -> None:
+    data = {"hn_modulefix": 1, "modules": [GOOD, OTHER], "snapshot": True, "roots": ["/proj"]}
+    path, names = indexed(tmp_path, data)
+    strict, found = load(str(path)), lazy(path, names)
+    assert (found.snapshot, found.roots, len(found)) == (True, frozenset({"/proj"}), 2)
+    for name in names.split():
+        source, expected = found.source(name), strict.source(name)
+        assert (name, found.is_parent(name)) == (name, strict.is_parent(name))
+        if expected is None:
+            assert source is None and found.parent_dir(name) == strict.parent_dir(name)
+        else:
+            assert source is not None and [getattr(source, field) for field in Source.__slots__] == \
+                [getattr(expected, field) for field in Source.__slots__]
+    assert found.source("unlisted") is None and not found.is_parent("unlisted")
+    # Both names of a file are one Source: the finder executes it once.
+    assert found.source("pipeline") is found.source("scripts.pipeline")
+
+
+@pytest.mark.parametrize("field, value, expected", [case for case in MALFORMED_ENTRIES if case[0] != "names"])
+def test_a_malformed_entry_breaks_only_its_own_names(tmp_path: Path, field: str, value: object,
+                                                     expected: str) -> None:
+    path, names = indexed(tmp_path, {"hn_modulefix": 1, "modules": [OTHER, dict(GOOD, **{field: value})]})
+    with pytest.raises(ManifestError) as strict:
+        load(str(path))
+    found = lazy(path, names)
+    assert found.source("tools.deep.helper") is not None  # never asks for the other entry
+    with pytest.raises(ManifestError) as info:
+        found.source("scripts.pipeline")
+    assert str(info.value) == str(strict.value) and expected.replace("[0]", "[1]") in str(info.value)
+    with pytest.raises(ManifestError):
+        found.parent_dir("scripts")  # implied by that entry alone
+
+
+@pytest.mark.parametrize("names", [["json"], ["pipeline", "logging.handlers"]])
+def test_a_standard_library_name_refuses_the_whole_manifest(tmp_path: Path, names: list[str]) -> None:
+    # Checked up front: the hook's finder, disabled, then answers no name at all.
+    path, listed = indexed(tmp_path, {"hn_modulefix": 1, "modules": [OTHER, dict(GOOD, names=names)]})
+    with pytest.raises(ManifestError) as strict:
+        load(str(path))
+    with pytest.raises(ManifestError) as info:
+        LazyManifest.read(str(path), frozenset(listed.split()))
+    assert str(info.value) == str(strict.value)
+
+
+@pytest.mark.parametrize("field, value, expected", MALFORMED_TOP_LEVEL)
+def test_malformed_top_level_fields_through_the_index(tmp_path: Path, field: str, value: object,
+                                                      expected: str) -> None:
+    path, names = indexed(tmp_path, {"hn_modulefix": 1, "modules": [GOOD], field: value})
+    with pytest.raises(ManifestError) as info:
+        LazyManifest.read(str(path), frozenset(names.split()))
+    assert str(info.value) == "manifest %s: %s" % (path, expected)
+
+
+@pytest.mark.parametrize("change", ["manifest", "names", "index", "index header", "no index"])
+def test_an_index_that_does_not_match_is_not_used(tmp_path: Path, change: str) -> None:
+    path, names = indexed(tmp_path, {"hn_modulefix": 1, "modules": [GOOD]})
+    edited = {"manifest": path, "names": tmp_path / "names.txt", "index": tmp_path / INDEX_NAME,
+              "index header": tmp_path / INDEX_NAME, "no index": tmp_path / INDEX_NAME}[change]
+    if change == "no index":
+        edited.unlink()
+    elif change == "index header":
+        edited.write_text(edited.read_text().replace(" 1 ", " 2 ", 1))
+    else:  # one byte, the length unchanged: a damaged or hand-edited file
+        text = edited.read_text()
+        at = text.index("pipeline") + 1
+        edited.write_text(text[:at] + "X" + text[at + 1:])
+    assert LazyManifest.read(str(path), frozenset(names.split())) is None  # load() reads the manifest instead
+
+
+@pytest.mark.parametrize("modules, names", [
+    ([GOOD, dict(GOOD, path="modules/other.py")], None),  # a name listed twice: which entry answers?
+    ([dict(GOOD, names="pipeline")], "pipeline\n"),  # no list of names to index
+    ([GOOD], "pipeline\n"),  # names.txt without the implied package
+    ([GOOD], "pipeline\nscripts\nscripts.pipeline\nother\n"),  # or with another name
+])
+def test_no_index_for_a_manifest_whose_names_it_cannot_vouch_for(modules: list[object], names: str | None) -> None:
+    raw = json.dumps({"hn_modulefix": 1, "modules": modules}).encode()
+    assert dump_index(raw, (names or "pipeline\nscripts\nscripts.pipeline\n").encode()) is None
+
+
+def test_no_index_for_a_manifest_that_is_not_ascii() -> None:
+    # As the bundler writes none: offsets in bytes and in characters would differ.
+    names = b"pipeline\nscripts\nscripts.pipeline\n"
+    document = {"hn_modulefix": 1, "modules": [GOOD], "roots": ["/pr\u00f3j"]}
+    assert dump_index(json.dumps(document).encode(), names) is not None
+    assert dump_index(json.dumps(document, ensure_ascii=False).encode(), names) is None
+
+
+def test_an_index_pointing_at_another_entry_is_refused(tmp_path: Path) -> None:
+    import binascii
+
+    path, names = indexed(tmp_path, {"hn_modulefix": 1, "modules": [GOOD, OTHER]})
+    index = tmp_path / INDEX_NAME
+    header, body = index.read_text().split("\n", 1)
+    lines = body.splitlines()
+    spans = [line.split(" ", 2)[2] for line in lines]  # "start end" of modules[0], modules[0], modules[1]
+    body = "".join("%s %s\n" % (line.rsplit(" ", 2)[0], span) for line, span in zip(lines, spans[::-1]))
+    fields = header.split()
+    fields[6] = str(binascii.crc32(body.encode()))  # as if written so: only the spans disagree
+    index.write_text(" ".join(fields) + "\n" + body)
+    with pytest.raises(ManifestError, match=r"index\.txt: does not match the manifest at modules\[1\]"):
+        lazy(path, names).source("tools.deep.helper")

@@ -186,7 +186,8 @@ def test_layer_plans_package_install_env_and_bundle(tmp_path: Path, hook_python:
         and "'/hn_modulefix/lib/hn_modulefix.pth'" in lines[1] and "'/hn_modulefix/lib/hn_modulefix.start'" not in lines[1]
     assert lines[2] == ("build ['FROM base', 'RUN PYTHONPATH=/hn_modulefix/lib python -m hn_modulefix install-hook'] []")
     assert lines[3] == "build ['FROM base', 'ENV HN_MODULEFIX_MANIFEST=/hn_modulefix/bundle/manifest.json'] []"
-    bundle_files = ("['/hn_modulefix/bundle/manifest.json', '/hn_modulefix/bundle/modules/scripts/pipeline.py', "
+    bundle_files = ("['/hn_modulefix/bundle/index.txt', '/hn_modulefix/bundle/manifest.json', "
+                    "'/hn_modulefix/bundle/modules/scripts/pipeline.py', "
                     "'/hn_modulefix/bundle/modules/scripts/weights.py', '/hn_modulefix/bundle/names.txt']")
     if copy:
         assert lines[4] == "build ['FROM base', 'COPY . /'] " + bundle_files

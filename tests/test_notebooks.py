@@ -187,7 +187,7 @@ def test_image_layer_from_a_kernel_ships_the_project_modules_it_imported(
     assert source_type.strip() == "notebook"  # Modal serializes it: nothing of the project is mounted
     bundle = json.loads(layer)
     assert bundle["kind"] == "mount" and bundle["files"] == [
-        "/hn_modulefix/bundle/manifest.json", "/hn_modulefix/bundle/modules/mylib.py",
+        "/hn_modulefix/bundle/index.txt", "/hn_modulefix/bundle/manifest.json", "/hn_modulefix/bundle/modules/mylib.py",
         "/hn_modulefix/bundle/modules/textfmt.py", "/hn_modulefix/bundle/names.txt"]
     assert bundle["names"] == {"modules/mylib.py": ["mylib"], "modules/textfmt.py": ["textfmt"]}
 

@@ -12,6 +12,7 @@ import pytest
 from _support import REPO, clean_env, make_venv, run, venv_site
 from hn_modulefix import bundle
 from hn_modulefix._hook import stage
+from hn_modulefix._manifest import dump_index, load
 
 # The finder just ahead of the path finder (where the hook puts it), and what is loaded.
 SHOW = ("import sys; from importlib.machinery import PathFinder as P; f = sys.meta_path[sys.meta_path.index(P) - 1]; "
@@ -175,6 +176,44 @@ def test_names_txt_that_disagrees_with_the_manifest_disables_the_finder(hook_pyt
         "`hn-modulefix bundle`\n" % manifest)
 
 
+LAZY = """import first, _hn_modulefix_boot as boot
+print(first.WHO, type(boot._real.manifest).__name__)
+try:
+    import second
+except ImportError as exc:
+    print(exc)
+"""
+
+
+def test_the_hook_checks_only_the_entries_a_process_imports(hook_python: Path, tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "first.py").write_text("WHO = 'first'\n")
+    (project / "second.py").write_text("WHO = 'second'\n")
+    (project / "job.py").write_text("import first, second\n")
+    manifest = bundle(project / "job.py", out=tmp_path / "bundle", root=project)
+    project.rename(tmp_path / "away")  # the shipped copies: nothing on sys.path holds these names
+    # A malformed entry for `second` in an index that matches it, as if the bundler wrote both.
+    sources = load(str(manifest)).sources
+    position = [source.names for source in sources].index(("second",))
+    manifest.write_text(manifest.read_text().replace(sources[position].sha256, "not-a-digest"))
+    index = dump_index(manifest.read_bytes(), (manifest.parent / "names.txt").read_bytes())
+    assert index is not None
+    (manifest.parent / "index.txt").write_text(index)
+    env = clean_env(HN_MODULEFIX_MANIFEST=str(manifest))
+    result = run([str(hook_python), "-c", LAZY], cwd=tmp_path, env=env)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == ("first LazyManifest\nhn_modulefix cannot rebuild module 'second' (bundle %s): manifest "
+                             "%s: modules[%d].sha256: expected 64 lowercase hex digits, got 'not-a-digest'\n"
+                             % (manifest, manifest, position))
+    # Read whole (load()), the manifest is refused, and with it every name.
+    (manifest.parent / "index.txt").unlink()
+    red = run([str(hook_python), "-c", LAZY], cwd=tmp_path, env=env)
+    assert red.returncode == 1 and red.stderr.startswith(
+        "hn_modulefix: finder disabled: manifest %s: modules[%d].sha256: expected 64" % (manifest, position))
+    assert red.stderr.endswith("ModuleNotFoundError: No module named 'first'\n")
+
+
 def test_editable_install_ships_the_pth_alone(tmp_path: Path, manifest: Path) -> None:
     # As the README's command installs it: pip fetches the build backend for an isolated build.
     python = make_venv(tmp_path / "editable")
@@ -199,10 +238,10 @@ from hn_modulefix._finder import ManifestFinder
 real = ManifestFinder.from_path.__func__
 loads = []
 
-def slow_load(cls, path):
+def slow_load(cls, path, *names):
     loads.append(path)
     time.sleep(0.5)
-    return real(cls, path)
+    return real(cls, path, *names)
 
 ManifestFinder.from_path = classmethod(slow_load)
 barrier = threading.Barrier(2)

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Union
 
 from _hn_modulefix_boot import NAMES_FILE
-from hn_modulefix._manifest import (MANIFEST_NAME, Manifest, Source, dump, dump_names, enclosing, is_module_name,
-                                    sha256_bytes)
+from hn_modulefix._manifest import (INDEX_NAME, MANIFEST_NAME, Manifest, Source, dump, dump_index, dump_names,
+                                    enclosing, is_module_name, sha256_bytes)
 from hn_modulefix._scan import Pool, scan
 
 if TYPE_CHECKING:
@@ -458,7 +458,7 @@ def _bundle_files(out: str) -> tuple[set[str], set[str]]:
     except ManifestError as exc:
         raise BundleError("%s exists and is not an hn_modulefix bundle (%s); refusing to replace it, which "
                           "would delete %s" % (out, exc, _shown_paths(_lost(out, set(), set())))) from exc
-    files = {MANIFEST_NAME, NAMES_FILE}
+    files = {MANIFEST_NAME, NAMES_FILE, INDEX_NAME}
     directories: set[str] = set()
     for source in manifest.sources:
         parents = source.relpath.split("/")[:-1]
@@ -640,7 +640,7 @@ def _roots(planned: Sequence[_Planned], snapshot: bool) -> set[str]:
 
 
 def write_into(planned: Sequence[_Planned], directory: str, *, snapshot: bool = False) -> str:
-    """Write the planned files, manifest.json and names.txt into the empty `directory`;
+    """Write the planned files, manifest.json, names.txt and index.txt into the empty `directory`;
     return the manifest path.  `snapshot`: the bundle is made by the running driver of the
     bytes it runs (see hn_modulefix._manifest), not ahead of time."""
     sources = []
@@ -651,10 +651,14 @@ def write_into(planned: Sequence[_Planned], directory: str, *, snapshot: bool = 
             f.write(item.data)
         sources.append(source)
     manifest = os.path.join(directory, MANIFEST_NAME)
-    with open(manifest, "w", encoding="utf-8") as f:
-        f.write(dump(sources, snapshot, _roots(planned, snapshot)))
-    with open(os.path.join(directory, NAMES_FILE), "w", encoding="utf-8") as f:
-        f.write(dump_names(Manifest(manifest, sources)))
+    text = dump(sources, snapshot, _roots(planned, snapshot)).encode("utf-8")
+    names = dump_names(Manifest(manifest, sources)).encode("utf-8")
+    index = dump_index(text, names)
+    for name, data in ((MANIFEST_NAME, text), (NAMES_FILE, names),
+                       (INDEX_NAME, None if index is None else index.encode("ascii"))):
+        if data is not None:  # an index always, for the bundler's ASCII manifest
+            with open(os.path.join(directory, name), "wb") as f:
+                f.write(data)
     return manifest
 
 

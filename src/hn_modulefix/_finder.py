@@ -32,7 +32,7 @@ import sys
 from importlib.machinery import ModuleSpec, SourceFileLoader
 
 import _hn_modulefix_boot as _boot
-from hn_modulefix._manifest import Manifest, Source, SourceChanged, load, read_matching
+from hn_modulefix._manifest import LazyManifest, Manifest, ManifestError, Source, SourceChanged, load, read_matching
 
 # Flags word of a hash-based pyc whose source hash is checked on load (PEP 552).
 _CHECKED_HASH_PYC = b"\x03\x00\x00\x00"
@@ -216,7 +216,7 @@ class Resolver:
     """Where each listed name of one manifest loads from in this process: the finder's
     rule, shared with `doctor`.  Nothing is executed, nothing imported."""
 
-    def __init__(self, manifest: Manifest) -> None:
+    def __init__(self, manifest: Manifest | LazyManifest) -> None:
         self.manifest = manifest
         self._program_known = False
         self._program_entry: str | None = None
@@ -248,7 +248,7 @@ class Resolver:
                 break
         else:
             return None  # nothing, or a namespace directory: never this program's own module
-        source = self.manifest.by_name.get(top)
+        source = self.manifest.source(top)
         if source is None:
             return candidate  # a package the bundle only implies: no bytes to be the same
         try:
@@ -264,7 +264,8 @@ class Resolver:
         own = self.foreign(fullname)
         if own is not None:
             return Resolution("foreign", own, reason="its main script lies in a directory the bundle did not come from")
-        source = self.manifest.by_name[fullname]
+        source = self.manifest.source(fullname)
+        assert source is not None, fullname
         spec = _elsewhere(fullname, path, target)
         origin = getattr(spec, "origin", None)
         if (spec is not None and spec.has_location and isinstance(origin, str) and origin.endswith(".py")
@@ -297,7 +298,7 @@ class Resolver:
         """The __path__ of a package implied by a dotted name whose driver had a namespace
         directory there: a namespace package spanning what the path finder sees and the
         driver's directory (else the shipped one), so that it encloses its listed children."""
-        shipped, original = self.manifest.parent_dirs[fullname]
+        shipped, original = self.manifest.parent_dir(fullname)
         spec = _elsewhere(fullname, path, target)
         locations = []
         if spec is not None and spec.origin is None and spec.submodule_search_locations is not None:
@@ -325,7 +326,7 @@ class Resolver:
             path, refused = self._package_path(parent)
             if refused is not None:
                 return None, refused
-        if name not in self.manifest.by_name:
+        if self.manifest.source(name) is None:
             return self.namespace_path(name, path), None
         resolution = self.resolve(name, path)
         if resolution.kind in ("refused", "foreign"):
@@ -352,30 +353,43 @@ def _program_entry(roots: frozenset[str] | None) -> str | None:
 class ManifestFinder:
     _hn_modulefix_finder = True
 
-    def __init__(self, manifest: Manifest, reference: str | None = None) -> None:
+    def __init__(self, manifest: Manifest | LazyManifest, reference: str | None = None) -> None:
         # As installed (a pythonpath: reference stays one), so installing it again matches.
         self.manifest_path = reference or manifest.path
         self.manifest = manifest
         self.resolver = Resolver(manifest)
-        self.names = frozenset(manifest.by_name) | manifest.parents
+        self.names = (manifest.names if isinstance(manifest, LazyManifest)
+                      else frozenset(manifest.by_name) | manifest.parents)
         self._built: dict[str, _Built] = {}
         self._lock = _thread.allocate_lock()
 
     @classmethod
-    def from_path(cls, manifest_path: str) -> ManifestFinder:
-        return cls(load(manifest_path), manifest_path)
+    def from_path(cls, manifest_path: str, names: frozenset[str] | None = None) -> ManifestFinder:
+        """The finder for the manifest `manifest_path` names.  With `names` (what its
+        names.txt lists, as the start-up hook read it), through its index where it has a
+        matching one: each entry is checked when first asked for (see LazyManifest)."""
+        lazy = None
+        if names is not None:
+            from hn_modulefix._manifest import locate
+
+            lazy = LazyManifest.read(locate(manifest_path), names)
+        return cls(lazy or load(manifest_path), manifest_path)
 
     def __repr__(self) -> str:
-        return "<hn_modulefix finder %s (%d modules)>" % (self.manifest.path, len(self.manifest.sources))
+        return "<hn_modulefix finder %s (%d modules)>" % (self.manifest.path, len(self.manifest))
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> ModuleSpec | None:
-        source = self.manifest.by_name.get(fullname)
-        if source is None:
-            if fullname in self.manifest.parents and self.resolver.foreign(fullname) is None:
-                return self._parent_spec(fullname, path, target)
-            return None
-        if self.resolver.foreign(fullname) is not None:
-            return None
+        try:
+            source = self.manifest.source(fullname)
+            if source is None:
+                if self.manifest.is_parent(fullname) and self.resolver.foreign(fullname) is None:
+                    return self._parent_spec(fullname, path, target)
+                return None
+            if self.resolver.foreign(fullname) is not None:
+                return None
+        except ManifestError as exc:  # an entry of a LazyManifest, checked now
+            raise ImportError("hn_modulefix cannot rebuild module %r (bundle %s): %s"
+                              % (fullname, self.manifest.path, exc), name=fullname) from exc
         built = self._built_for(source)
         verified = None
         with built.lock:

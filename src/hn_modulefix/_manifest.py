@@ -21,7 +21,8 @@ in a bundle made ahead of time it is refused, since the driver may run the newer
 were found in and, for a snapshot, the driver's main script's; a program whose own script
 lies elsewhere keeps its own modules.  ``names.txt`` beside the manifest lists
 every name and implied parent package, one per line, for the start-up hook, which must
-not import `json` to know which names are not its own.
+not import `json` to know which names are not its own.  ``index.txt`` (see dump_index)
+lets a worker's finder check and decode only the entries it uses.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ if TYPE_CHECKING:  # `typing` is not loaded in a fresh worker, and this module m
 
 FORMAT = 1
 MANIFEST_NAME = "manifest.json"
+# Beside manifest.json, for the finder of a worker: where each name's entry lies in it.
+INDEX_NAME = "index.txt"
+INDEX_HEADER = "hn_modulefix index 1"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -77,22 +81,38 @@ class Manifest:
                 self.by_name[name] = source
         # Package names implied by dotted aliases (``scripts`` for ``scripts.pipeline``)
         # that no shipped file provides; the finder synthesizes them if nothing else can.
-        # Each one's directory, shipped and original, found from a file listed under it:
-        # the parent package's __path__ must enclose its children's files.
+        # Each one's directory, shipped and original, found from the first file listed
+        # under it: the parent package's __path__ must enclose its children's files.
         self.parent_dirs: dict[str, tuple[str, str | None]] = {}
         for source in self.sources:
             for name in source.names:
-                up = name.count(".")
-                for parent in _parents(name)[::-1]:
+                for parent in _parents(name):
                     if parent not in self.by_name and parent not in self.parent_dirs:
-                        self.parent_dirs[parent] = (enclosing(source.path, source.package, up),
-                                                    enclosing(source.original, source.package, up)
-                                                    if source.original else None)
-                    up -= 1
+                        self.parent_dirs[parent] = _parent_dirs(source, parent)
         self.parents = frozenset(self.parent_dirs)
+
+    # The finder's questions, which LazyManifest answers too.
+    def source(self, name: str) -> Source | None:
+        return self.by_name.get(name)
+
+    def is_parent(self, name: str) -> bool:
+        return name in self.parent_dirs
+
+    def parent_dir(self, name: str) -> tuple[str, str | None]:
+        return self.parent_dirs[name]
+
+    def __len__(self) -> int:
+        return len(self.sources)
 
     def __repr__(self) -> str:
         return "Manifest(%r, %d modules)" % (self.path, len(self.sources))
+
+
+def _parent_dirs(source: Source, parent: str) -> tuple[str, str | None]:
+    """The directories, shipped and original, of package `parent` of a name of `source`."""
+    up = parent.count(".") + 1
+    return (enclosing(source.path, source.package, up),
+            enclosing(source.original, source.package, up) if source.original else None)
 
 
 def _parents(name: str) -> list[str]:
@@ -181,6 +201,7 @@ class _Decoding:
     strict = True
     object_hook = None
     object_pairs_hook = None
+    array_hook = None  # read by the scanner of Python 3.15
     parse_float = float
     parse_int = int
     parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__
@@ -229,10 +250,21 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def parse(data: object, path: str) -> Manifest:
+def _failing(path: str) -> Callable[[str, str], ManifestError]:
     def fail(where: str, problem: str) -> ManifestError:
         return ManifestError("manifest %s: %s: %s" % (path, where, problem))
+    return fail
 
+
+def _standard() -> frozenset[str]:
+    # Listed names are answered ahead of the path finder: a standard one would replace the
+    # standard module in every process.  (Python 3.9 has no list; the bundler checks there.)
+    return frozenset(getattr(sys, "stdlib_module_names", ()))
+
+
+def _top(data: object, path: str) -> tuple[list[object], bool, frozenset[str] | None]:
+    """The manifest's fields other than each entry of `modules`, checked."""
+    fail = _failing(path)
     if not isinstance(data, dict):
         raise fail("top level", "expected a JSON object, got %s" % type(data).__name__)
     version = data.get("hn_modulefix")
@@ -251,50 +283,64 @@ def parse(data: object, path: str) -> Manifest:
         for index, root in enumerate(roots):
             if not isinstance(root, str) or not os.path.isabs(root) or "\0" in root:
                 raise fail("roots[%d]" % index, "expected an absolute directory path, got %s" % _shown(root))
-    directory = os.path.dirname(path)
-    # Listed names are answered ahead of the path finder: a standard one would replace the
-    # standard module in every process.  (Python 3.9 has no list; the bundler checks there.)
-    standard: frozenset[str] = frozenset(getattr(sys, "stdlib_module_names", ()))
-    sources = []
+    return modules, snapshot, None if roots is None else frozenset(roots)
+
+
+def _names_of(entry: object, where: str, fail: Callable[[str, str], ManifestError]) -> list[str]:
+    if not isinstance(entry, dict):
+        raise fail(where, "expected an object, got %s" % type(entry).__name__)
+    names = entry.get("names")
+    if not isinstance(names, list) or not names:
+        raise fail(where + ".names", "expected a non-empty list of module names")
+    for name in names:
+        if not is_module_name(name):
+            raise fail(where + ".names", "%s is not a valid module name" % _shown(name))
+    return names
+
+
+def _entry(entry: object, index: int, path: str, standard: frozenset[str], seen: dict[str, int]) -> Source:
+    """modules[index] of the manifest at `path`, checked; `seen`: the names of the entries
+    before it (this one's are added)."""
+    fail = _failing(path)
+    where = "modules[%d]" % index
+    names = _names_of(entry, where, fail)
+    assert isinstance(entry, dict)
+    for name in names:
+        if name in seen:
+            raise fail(where + ".names", "%r is already listed in modules[%d]" % (name, seen[name]))
+        if name.split(".")[0] in standard:
+            raise fail(where + ".names", "%r is a standard-library module name, which is never shipped" % name)
+        seen[name] = index
+    relpath = entry.get("path")
+    if not isinstance(relpath, str) or not relpath:
+        raise fail(where + ".path", "expected a non-empty string")
+    parts = relpath.split("/")
+    if relpath.startswith("/") or "\\" in relpath or "\0" in relpath or any(p in ("", ".", "..") for p in parts):
+        raise fail(where + ".path", "%s must be a plain relative path inside the bundle" % _shown(relpath))
+    digest = entry.get("sha256")
+    if not isinstance(digest, str) or len(digest) != 64 or not _HEX.issuperset(digest):
+        raise fail(where + ".sha256", "expected 64 lowercase hex digits, got %s" % _shown(digest))
+    package = entry.get("package", False)
+    if not isinstance(package, bool):
+        raise fail(where + ".package", "expected true or false, got %s" % _shown(package))
+    if package and parts[-1] != "__init__.py":
+        raise fail(where + ".path", "a package's file must be named __init__.py, got %s" % _shown(relpath))
+    if not package and not relpath.endswith(".py"):
+        raise fail(where + ".path", "a module's file must end in .py, got %s" % _shown(relpath))
+    original = entry.get("original")
+    if original is not None and (not isinstance(original, str) or not os.path.isabs(original)
+                                 or "\0" in original or os.path.basename(original) != parts[-1]):
+        raise fail(where + ".original", "expected the absolute path of a file named %s, got %s"
+                   % (parts[-1], _shown(original)))
+    return Source(tuple(names), relpath, os.path.join(os.path.dirname(path), *parts), digest, package, original)
+
+
+def parse(data: object, path: str) -> Manifest:
+    modules, snapshot, roots = _top(data, path)
+    standard = _standard()
     seen: dict[str, int] = {}
-    for index, entry in enumerate(modules):
-        where = "modules[%d]" % index
-        if not isinstance(entry, dict):
-            raise fail(where, "expected an object, got %s" % type(entry).__name__)
-        names = entry.get("names")
-        if not isinstance(names, list) or not names:
-            raise fail(where + ".names", "expected a non-empty list of module names")
-        for name in names:
-            if not is_module_name(name):
-                raise fail(where + ".names", "%s is not a valid module name" % _shown(name))
-            if name in seen:
-                raise fail(where + ".names", "%r is already listed in modules[%d]" % (name, seen[name]))
-            if name.split(".")[0] in standard:
-                raise fail(where + ".names", "%r is a standard-library module name, which is never shipped" % name)
-            seen[name] = index
-        relpath = entry.get("path")
-        if not isinstance(relpath, str) or not relpath:
-            raise fail(where + ".path", "expected a non-empty string")
-        parts = relpath.split("/")
-        if relpath.startswith("/") or "\\" in relpath or "\0" in relpath or any(p in ("", ".", "..") for p in parts):
-            raise fail(where + ".path", "%s must be a plain relative path inside the bundle" % _shown(relpath))
-        digest = entry.get("sha256")
-        if not isinstance(digest, str) or len(digest) != 64 or not _HEX.issuperset(digest):
-            raise fail(where + ".sha256", "expected 64 lowercase hex digits, got %s" % _shown(digest))
-        package = entry.get("package", False)
-        if not isinstance(package, bool):
-            raise fail(where + ".package", "expected true or false, got %s" % _shown(package))
-        if package and parts[-1] != "__init__.py":
-            raise fail(where + ".path", "a package's file must be named __init__.py, got %s" % _shown(relpath))
-        if not package and not relpath.endswith(".py"):
-            raise fail(where + ".path", "a module's file must end in .py, got %s" % _shown(relpath))
-        original = entry.get("original")
-        if original is not None and (not isinstance(original, str) or not os.path.isabs(original)
-                                     or "\0" in original or os.path.basename(original) != parts[-1]):
-            raise fail(where + ".original", "expected the absolute path of a file named %s, got %s"
-                       % (parts[-1], _shown(original)))
-        sources.append(Source(tuple(names), relpath, os.path.join(directory, *parts), digest, package, original))
-    return Manifest(path, sources, snapshot, None if roots is None else frozenset(roots))
+    return Manifest(path, [_entry(entry, index, path, standard, seen) for index, entry in enumerate(modules)],
+                    snapshot, roots)
 
 
 def dump(sources: "list[Source] | tuple[Source, ...]", snapshot: bool = False,
@@ -318,3 +364,202 @@ def dump(sources: "list[Source] | tuple[Source, ...]", snapshot: bool = False,
 
 def dump_names(manifest: Manifest) -> str:
     return "".join(name + "\n" for name in sorted(set(manifest.by_name) | manifest.parents))
+
+
+def _checksum(data: bytes) -> int:
+    # CRC-32, not sha256 (3 ms for a 2,500-entry manifest in a fresh worker, 0.3 ms): it
+    # tells an index from another manifest or names.txt, as written or damaged.  Whoever
+    # could forge it can write manifest.json itself, which the index only speeds up.
+    from binascii import crc32
+
+    return crc32(data)
+
+
+def dump_index(manifest: bytes, names: bytes) -> str | None:
+    """index.txt for the bytes of manifest.json and names.txt: a header with the size of
+    the one, the checksums of both and of the rest of the index, and where the `modules`
+    list lies and its length, then for each listed name in the
+    order of the manifest, the index of its entry and where that entry lies (offsets in
+    the manifest's bytes).  Derived from the bytes alone, without checking the entries:
+    the finder checks each entry, and each name against the standard library, when it
+    uses them.  None when the manifest cannot have one: not ASCII (as every bundle is),
+    not a JSON object with a list `modules`, or an entry without a list of module names
+    found nowhere else (ManifestError from load() says which)."""
+    try:
+        text = manifest.decode("ascii")
+        from _json import make_scanner
+
+        scan = make_scanner(_Decoding())  # type: ignore[arg-type]  # duck-typed decoder
+        lines: list[str] = []
+        seen: set[str] = set()
+        span = _walk(text, scan, lines, seen)
+    except Exception:  # not JSON, not a manifest's shape; or a scanner that wants other settings
+        return None
+    if span is None or set(names.decode("utf-8", "replace").split()) != seen.union(*map(_parents, seen)):
+        return None  # names.txt does not list the manifest's names and their packages
+    body = "".join(lines)
+    return "%s %d %d %d %d %d %d %d\n%s" % (INDEX_HEADER, len(manifest), _checksum(manifest), _checksum(names),
+                                            _checksum(body.encode("ascii")), span[0], span[1], span[2], body)
+
+
+def _walk(text: str, scan: Callable[[str, int], tuple[object, int]], lines: list[str],
+          seen: set[str]) -> tuple[int, int, int] | None:
+    """The span of the `modules` list of the manifest `text` and its length, each of its names added to
+    `lines` as "name index start end" (None: see dump_index)."""
+    def skip(at: int) -> int:
+        while text[at] in " \t\n\r":
+            at += 1
+        return at
+
+    at = skip(0)
+    if text[at] != "{":
+        return None
+    at = skip(at + 1)
+    span = None
+    while text[at] != "}":
+        key, at = scan(text, at)
+        at = skip(at)
+        if text[at] != ":":
+            raise ValueError("not JSON")
+        at = skip(at + 1)
+        if key == "modules" and text[at] == "[":
+            start = at = at + 1
+            at = skip(at)
+            index = 0
+            while text[at] != "]":
+                entry, end = scan(text, at)
+                names = entry.get("names") if isinstance(entry, dict) else None
+                if not isinstance(names, list) or not all(is_module_name(n) and n not in seen for n in names):
+                    return None  # also a name listed twice: which entry answers it?
+                seen.update(names)
+                lines.extend("%s %d %d %d\n" % (name, index, at, end) for name in names)
+                at = skip(end)
+                if text[at] == ",":
+                    at = skip(at + 1)
+                index += 1
+            span = (start, at, index)
+            at += 1
+        else:
+            _, at = scan(text, at)
+        at = skip(at)
+        if text[at] == ",":
+            at = skip(at + 1)
+    return span if not text[at + 1:].strip(" \t\n\r") else None
+
+
+class LazyManifest:
+    """The manifest as a worker's finder reads it through index.txt: the fields other than
+    `modules` and the names are checked up front, each entry (checked as parse() checks
+    it) only when one of its names is first asked for.  A 2,500-entry manifest otherwise
+    costs a fresh worker 25 ms at its first listed import, for the two or three entries
+    it uses.  A malformed entry never asked for breaks nothing; one asked for raises the
+    ManifestError that load() would."""
+
+    def __init__(self, path: str, text: str, index: str, names: frozenset[str], snapshot: bool,
+                 roots: frozenset[str] | None, entries: int) -> None:
+        self.path = path
+        self.directory = os.path.dirname(path)
+        self.snapshot = snapshot
+        self.roots = roots
+        self.names = names
+        self.entries = entries
+        self._text = text
+        self._index = index
+        self._sources: dict[str, Source | None] = {}
+        self._parent_dirs: dict[str, tuple[str, str | None]] = {}
+
+    @classmethod
+    def read(cls, path: str, names: frozenset[str]) -> LazyManifest | None:
+        """The manifest at `path` (absolute) whose names.txt listed `names` (as the start-up
+        hook read it; the index's checksum of names.txt is checked here), read through
+        its index; None where there is no index or it does not match manifest.json and
+        names.txt byte for byte: load() reads the manifest instead.  ManifestError for a
+        problem outside the entries, or a standard-library name."""
+        from _hn_modulefix_boot import NAMES_FILE
+
+        directory = os.path.dirname(path)
+        try:
+            with open(os.path.join(directory, INDEX_NAME), "rb") as f:
+                index = f.read().decode("ascii")
+            with open(path, "rb") as f:
+                raw = f.read()
+            with open(os.path.join(directory, NAMES_FILE), "rb") as f:
+                names_raw = f.read()
+        except (OSError, ValueError):
+            return None
+        header, _, body = index.partition("\n")
+        fields = header[len(INDEX_HEADER):].split()
+        if (not header.startswith(INDEX_HEADER + " ") or len(fields) != 7 or not all(f.isdigit() for f in fields)
+                or int(fields[0]) != len(raw) or int(fields[1]) != _checksum(raw)
+                or int(fields[2]) != _checksum(names_raw) or int(fields[3]) != _checksum(body.encode("ascii"))):
+            return None
+        start, end = int(fields[4]), int(fields[5])
+        try:
+            text = raw.decode("ascii")
+            rest = _decode(text[:start] + text[end:])
+        except (ValueError, RecursionError):
+            return None  # an index written for other bytes after all: load() says what is wrong
+        _, snapshot, roots = _top(rest, path)
+        manifest = cls(path, text, "\n" + body, names, snapshot, roots, int(fields[6]))
+        standard = names & _standard()  # every listed top-level name is in names.txt
+        if standard:
+            # Worded as load() words it, for the first entry listing one.
+            found = [(manifest._find(name + " "), manifest._find(name + ".")) for name in standard]
+            first = min(at for pair in found for at in pair if at >= 0)
+            name, index = manifest._line(first)[:2]
+            raise _failing(path)("modules[%s].names" % index,
+                                 "%r is a standard-library module name, which is never shipped" % name)
+        return manifest
+
+    def _find(self, prefix: str) -> int:
+        """Where the first line of the index starting with `prefix` is (-1: none)."""
+        return self._index.find("\n" + prefix)
+
+    def _line(self, at: int) -> list[str]:
+        """name, entry index, start, end: the index line at `at`."""
+        return self._index[at + 1:self._index.find("\n", at + 1)].split()
+
+    def source(self, name: str) -> Source | None:
+        try:
+            return self._sources[name]
+        except KeyError:
+            pass
+        at = self._find(name + " ")
+        source = None
+        if at >= 0:
+            _, index, start, end = self._line(at)
+            try:
+                entry = _decode(self._text[int(start):int(end)])
+            except (ValueError, RecursionError):
+                entry = None
+            # Names and duplicates were checked with the index, standard names on opening.
+            source = None if entry is None else _entry(entry, int(index), self.path, frozenset(), {})
+            if source is None or name not in source.names:
+                raise _failing(self.path)(INDEX_NAME, "does not match the manifest at modules[%s]: re-run "
+                                          "`hn-modulefix bundle`" % index)
+            for alias in source.names:
+                self._sources[alias] = source
+        self._sources[name] = source
+        return source
+
+    def is_parent(self, name: str) -> bool:
+        return name in self.names and self.source(name) is None
+
+    def parent_dir(self, name: str) -> tuple[str, str | None]:
+        try:
+            return self._parent_dirs[name]
+        except KeyError:
+            pass
+        at = self._find(name + ".")
+        if at < 0 or not self.is_parent(name):
+            raise KeyError(name)
+        child = self.source(self._line(at)[0])
+        assert child is not None
+        found = self._parent_dirs[name] = _parent_dirs(child, name)
+        return found
+
+    def __len__(self) -> int:
+        return self.entries
+
+    def __repr__(self) -> str:
+        return "LazyManifest(%r)" % self.path
