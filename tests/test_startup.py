@@ -185,13 +185,18 @@ except ImportError as exc:
 """
 
 
-def test_the_hook_checks_only_the_entries_a_process_imports(hook_python: Path, tmp_path: Path) -> None:
+def first_and_second(tmp_path: Path) -> tuple[Path, Path]:
+    """A project whose job.py imports `first` and `second`, bundled: the project and manifest."""
     project = tmp_path / "proj"
     project.mkdir()
     (project / "first.py").write_text("WHO = 'first'\n")
     (project / "second.py").write_text("WHO = 'second'\n")
     (project / "job.py").write_text("import first, second\n")
-    manifest = bundle(project / "job.py", out=tmp_path / "bundle", root=project)
+    return project, bundle(project / "job.py", out=tmp_path / "bundle", root=project)
+
+
+def test_the_hook_checks_only_the_entries_a_process_imports(hook_python: Path, tmp_path: Path) -> None:
+    project, manifest = first_and_second(tmp_path)
     project.rename(tmp_path / "away")  # the shipped copies: nothing on sys.path holds these names
     # A malformed entry for `second` in an index that matches it, as if the bundler wrote both.
     sources = load(str(manifest)).sources
@@ -262,12 +267,7 @@ print(len(loads), got["first"], got["second"])
 
 
 def test_threads_asking_for_two_names_at_once_load_the_finder_once(hook_python: Path, tmp_path: Path) -> None:
-    project = tmp_path / "proj"
-    project.mkdir()
-    (project / "first.py").write_text("WHO = 'first'\n")
-    (project / "second.py").write_text("WHO = 'second'\n")
-    (project / "job.py").write_text("import first, second\n")
-    manifest = bundle(project / "job.py", out=tmp_path / "bundle", root=project)
+    _, manifest = first_and_second(tmp_path)
     result = run([str(hook_python), "-c", RACE_TO_LOAD], cwd=tmp_path,
                  env=clean_env(HN_MODULEFIX_MANIFEST=str(manifest)))
     assert (result.returncode, result.stdout, result.stderr) == (0, "1 first.py second.py\n", "")
