@@ -232,3 +232,17 @@ def test_the_drivers_own_process_is_left_alone(import_state: None) -> None:
         out = tiles.run(client)
         assert out["pids"] == [os.getpid()] and out["files"] == [tiles.__file__]
         assert sys.modules["tiles"] is tiles and sys.meta_path == meta_path and dict(os.environ) == environ
+
+
+def test_dask_plugin_names_modules_from_the_project_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hn_modulefix
+
+    proj = tmp_path / "work" / "src" / "proj"
+    (proj / "jobs").mkdir(parents=True)
+    (proj / "pyproject.toml").write_text("")
+    (proj / "jobs" / "run.py").write_text("import helper\n")
+    (proj / "jobs" / "helper.py").write_text("VALUE = 1\n")
+    monkeypatch.chdir(tmp_path / "work")  # two directories above the project, as ship() is tested
+    plugin = hn_modulefix.dask_plugin(str(proj / "jobs" / "run.py"))
+    listed = [entry["names"] for entry in json.loads(Path(plugin.manifest).read_text())["modules"]]
+    assert listed == [["helper", "jobs.helper"], ["run", "jobs.run"]]
