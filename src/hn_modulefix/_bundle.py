@@ -688,7 +688,7 @@ def calling_scripts(caller: dict[str, object], api: str, root: PathLike | None =
     if caller.get("__name__") != "__main__":
         raise ValueError("%s: the calling module %r has no file; pass the script to ship"
                          % (api, caller.get("__name__")))
-    project = project_root(os.getcwd()) if root is None else os.fspath(root)
+    project = driver_root((), root)
     modules: list[Script] = list(imported_local_modules(project))
     if not modules:
         raise ValueError("%s: called from an interactive __main__ (a notebook?) that has imported no module of "
