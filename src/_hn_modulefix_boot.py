@@ -6,18 +6,23 @@ module does nothing else.
 
 It runs in every process of an environment, so it costs next to nothing (measured by
 benchmarks/startup.py): one top-level module rather than a package plus a module, only
-modules that are built in or already loaded (`os`, `sys`, `_thread`, `atexit`; not even
-`__future__`), no class to build.  The module itself is the finder placed on
-sys.meta_path, ahead of the path finder so that a namespace directory or another module
-of a listed name cannot shadow the driver's module.  Every other name costs one set
-lookup: the bundle's `names.txt` (plain text, no `json`) is read on the first lookup; the
-real finder and the manifest load on the first lookup of a listed name.  Nothing here
-raises: problems become one stderr line.
+modules that are built in or already loaded (`sys`, `_thread`, and `os` inside the
+functions that use it; not even `__future__`), no class to build.  The module itself is
+the finder placed on sys.meta_path, ahead of the path finder so that a namespace
+directory or another module of a listed name cannot shadow the driver's module.  Every
+other name costs one set lookup: the bundle's `names.txt` (plain text, no `json`) is read
+on the first lookup; the real finder and the manifest load on the first lookup of a
+listed name.  Nothing here raises: problems become one stderr line.
+
+Exit costs nothing either.  CPython keeps sys.meta_path alive while it tears modules
+down (3.11 holds a copy of the `sys` module's dict), so every module this finder's
+globals reach outlives that teardown and is then wiped name by name: with `os` in them,
+`os`, `posixpath`, `stat`, `io` and more, about 1 % of a bare `python -c pass`.  So the
+globals hold only `sys` and `_thread` until the real finder loads; it reaches much more,
+and `_load` then registers `_leave` with atexit to take this finder off sys.meta_path.
 """
 
 import _thread
-import atexit
-import os
 import sys
 
 # Typed with comments: annotations would cost a little at every start.
@@ -48,6 +53,8 @@ _lock = _thread.RLock()
 def report(message):
     # type: (str) -> None
     """One stderr line; the traceback of the exception being handled only when debugging."""
+    import os
+
     try:
         sys.stderr.write("hn_modulefix: %s\n" % message)
         if os.environ.get(ENV_DEBUG) == "1" and sys.exc_info()[0] is not None:
@@ -62,6 +69,8 @@ def locate(reference):
     # type: (str) -> Optional[str]
     """The manifest file a HN_MODULEFIX_MANIFEST value names (None: no sys.path entry
     holds a `pythonpath:` one yet)."""
+    import os
+
     if not reference.startswith(ON_PYTHONPATH):
         return os.path.abspath(reference)
     relative = reference[len(ON_PYTHONPATH):]
@@ -112,6 +121,8 @@ def invalidate_caches():
 def _read_names():
     # type: () -> FrozenSet[str]
     global _names, _failed
+    import os
+
     with _lock:
         if _names is not None:
             return _names
@@ -149,6 +160,9 @@ def _load():
             if _names is not None and _names != _real.names:
                 raise ValueError("%s beside %s does not list the names the manifest does: re-run "
                                  "`hn-modulefix bundle`" % (NAMES_FILE, _real.manifest.path))
+            import atexit
+
+            atexit.register(_leave)
         except Exception as exc:
             _real = None
             _failed = True
@@ -160,9 +174,8 @@ def _load():
 
 def _leave():
     # type: () -> None
-    # Still on sys.meta_path at teardown, this module's globals stay reachable and make
-    # interpreter finalization measurably slower (about 1 % of a bare `python -c pass`,
-    # counted in instructions); atexit runs this after every handler registered later.
+    # Registered once the real finder is loaded (see the module docstring); atexit runs
+    # this after every handler registered later, which may still import listed names.
     sys.meta_path[:] = [f for f in sys.meta_path if f is not sys.modules.get(__name__)]
 
 
@@ -179,14 +192,18 @@ def start():
     # type: () -> None
     global manifest_path
     try:
+        this = sys.modules[__name__]
+        # Already placed (a venv's `site` runs every .pth file twice): return before
+        # anything costs.
+        if this in sys.meta_path or _real is not None or _failed:
+            return
+        import os
+
         manifest = os.environ.get(ENV_MANIFEST)
-        if not manifest or _real is not None or _failed:
+        if not manifest:
             return
         manifest_path = manifest if manifest.startswith(ON_PYTHONPATH) else os.path.abspath(manifest)
-        this = sys.modules[__name__]
-        if this in sys.meta_path or installed(manifest_path):
-            return
-        insert(this)
-        atexit.register(_leave)
+        if not installed(manifest_path):
+            insert(this)
     except Exception as exc:
         report("start-up hook failed: %r" % (exc,))

@@ -38,6 +38,29 @@ def test_active_hook_registers_the_finder_and_reads_nothing(hook_python: Path, m
     assert (result.returncode, result.stdout, result.stderr) == (0, "_hn_modulefix_boot ['_hn_modulefix_boot']\n", "")
 
 
+def wiped(python: Path, code: str, cwd: Path, env: dict[str, str]) -> set[str]:
+    """The modules CPython still found alive after tearing modules down at exit, and so
+    cleared name by name (`python -v` says "wiping"): the costly part of a teardown."""
+    result = run([str(python), "-v", "-c", code], cwd=cwd, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {line.split()[-1] for line in result.stderr.splitlines() if line.startswith("# cleanup[3] wiping ")}
+
+
+def test_exit_wipes_no_module_a_bare_start_does_not(hook_python: Path, manifest: Path, tmp_path: Path) -> None:
+    # The finder stays on sys.meta_path, which CPython keeps alive through teardown: what
+    # its globals reach is wiped name by name (with `os` in them, about 1 % of a bare
+    # `python -c pass`). Only the boot module itself may be.
+    active = clean_env(HN_MODULEFIX_MANIFEST=str(manifest))
+    bare = wiped(hook_python, "pass", tmp_path, clean_env())
+    assert "_hn_modulefix_boot" not in bare
+    assert wiped(hook_python, "pass", tmp_path, active) - bare == {"_hn_modulefix_boot"}
+    # Once the real finder has loaded (it reaches json, the manifest, the modules it built),
+    # the finder leaves sys.meta_path at exit: importing the script through it wipes what
+    # importing it from its own directory does, nothing more.
+    plain = wiped(hook_python, "import job", tmp_path / "proj" / "scripts", clean_env())
+    assert wiped(hook_python, "import job", tmp_path, active) == plain
+
+
 def test_subprocess_nobody_configured_imports_listed_names(hook_python: Path, manifest: Path, tmp_path: Path) -> None:
     # The driver's own file exists on this machine: it is the one executed.
     code = ("import job, scripts.job, sys; print(job.__name__, job is scripts.job, job.__file__ == %r, job.Item(2))"
