@@ -37,6 +37,35 @@ def venvs(root: Path, *, host_packages: bool = False) -> tuple[str, str]:
             str(make_venv(root / "without", host_packages=host_packages)))
 
 
+def plain_pythons(root: Path) -> tuple[str, str]:
+    """Interpreters of two plain (not venv) installations of this Python under `root`, laid
+    out as a Modal image's or a system's: A with the hook installed by `install-hook` (how
+    image_layer() installs it), B without. A venv's `site` runs every .pth file twice (it
+    adds the venv's site-packages in `venv()` and again in `main()`, 3.9 to 3.15), so the
+    hook costs a venv about twice what it costs a plain installation.
+
+    Each is the base interpreter's binary with its standard library linked in and an empty
+    site-packages: the layout of a POSIX build (python.org, pyenv, uv's managed Pythons)."""
+    version = "python%d.%d" % sys.version_info[:2]
+    binary = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    stdlib = Path(sys.base_prefix) / "lib" / version
+    if not (stdlib / "os.py").is_file():
+        raise SystemExit("cannot lay out a plain installation of %s: no %s" % (binary, stdlib / "os.py"))
+    pythons = []
+    for name in ("plain-with", "plain-without"):
+        lib = root / name / "lib" / version
+        (lib / "site-packages").mkdir(parents=True)
+        for entry in stdlib.iterdir():
+            if entry.name != "site-packages":
+                (lib / entry.name).symlink_to(entry)
+        (root / name / "bin").mkdir()
+        shutil.copy2(binary, root / name / "bin" / version)
+        pythons.append(str(root / name / "bin" / version))
+    subprocess.run([pythons[0], "-m", "hn_modulefix", "install-hook"], env=clean_env(PYTHONPATH=str(REPO / "src")),
+                   check=True, stdout=subprocess.DEVNULL)
+    return pythons[0], pythons[1]
+
+
 def import_arguments(doc: str, batch: int) -> argparse.Namespace:
     """The options of the import benchmarks: pairs of in-process batches, of fresh starts."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])

@@ -14,7 +14,9 @@ wheel installed (A) and of a venv without hn_modulefix (B):
     copy, so that each side keeps its own bytecode cache) on PYTHONPATH in B, bytecode
     warm: median of --pairs paired CPU times of fresh interpreters;
 (d) `python -c pass` with that manifest active in A vs B: the same pairs, and the ratio
-    of instructions (callgrind, when valgrind is installed).
+    of instructions (callgrind, when valgrind is installed); then the instructions of two
+    plain installations of this Python, with the hook installed by `install-hook` and
+    without (see _pairs.plain_pythons: a venv's `site` runs the .pth twice, a plain one once).
 
     python benchmarks/scale.py [--sizes 25 250 2500] [--runs 5] [--pairs 100]
 """
@@ -29,7 +31,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from _pairs import Timer, check_hooked, instructions, machine, paired, venvs
+from _pairs import Timer, check_hooked, instructions, machine, paired, plain_pythons, venvs
 from _project import LEAF, generate
 
 from tests._support import clean_env
@@ -74,7 +76,8 @@ def cpu_command(argv: list[str], env: dict[str, str], cwd: str | None = None) ->
     return once
 
 
-def measure(size: int, work: Path, with_pkg: str, without: str, runs: int, pairs: int) -> dict[str, float]:
+def measure(size: int, work: Path, pythons: tuple[str, str, str, str], runs: int, pairs: int) -> dict[str, float]:
+    with_pkg, without, plain_with, plain_without = pythons
     project = work / ("p%d" % size)
     script = generate(project, size)
     env = clean_env(XDG_CACHE_HOME=str(work / "cache"))
@@ -111,6 +114,9 @@ def measure(size: int, work: Path, with_pkg: str, without: str, runs: int, pairs
     row.update(start_ratio=ratio, start_a=ta, start_b=tb)
     ia, ib = instructions(with_pkg, active), instructions(without, env)
     row["start_instr"] = ia / ib if ia and ib else float("nan")
+    check_hooked(plain_with, active)
+    ia, ib = instructions(plain_with, active), instructions(plain_without, env)
+    row["plain_instr"] = ia / ib if ia and ib else float("nan")
     return row
 
 
@@ -122,8 +128,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        with_pkg, without = venvs(work)
-        rows = [measure(size, work, with_pkg, without, args.runs, args.pairs) for size in args.sizes]
+        pythons = venvs(work) + plain_pythons(work / "plain")
+        rows = [measure(size, work, pythons, args.runs, args.pairs) for size in args.sizes]
     print(machine())
     try:
         print("load average at the end: %.1f %.1f %.1f" % os.getloadavg())
@@ -131,7 +137,7 @@ def main() -> None:
         pass
     print("%d runs per timing; %d pairs of fresh interpreters per ratio (CPU time)" % (args.runs, args.pairs))
     header = ("files", "MB", "closure", "manifest", "names.txt", "(a) first bundle", "(b) ship() unchanged",
-              "(c) first import, A vs B", "(d) -c pass A/B", "(d) instr. A/B")
+              "(c) first import, A vs B", "(d) -c pass A/B", "(d) instr. A/B", "(d) instr. A/B, plain")
     print(" | ".join(header))
     print(" | ".join("-" * len(h) for h in header))
     for r in rows:
@@ -141,7 +147,7 @@ def main() -> None:
             "%.3f s" % r["ship_wall"],
             "%.1f vs %.1f ms: %+.1f ms, ratio %.3f" % (r["import_a"] * 1e3, r["import_b"] * 1e3,
                                                       (r["import_a"] - r["import_b"]) * 1e3, r["import_ratio"]),
-            "%.3f" % r["start_ratio"], "%.3f" % r["start_instr"])))
+            "%.3f" % r["start_ratio"], "%.3f" % r["start_instr"], "%.3f" % r["plain_instr"])))
 
 
 if __name__ == "__main__":

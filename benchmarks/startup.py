@@ -5,7 +5,8 @@ every start; the wheel ships no PEP 829 .start file, which would make Python 3.1
 import pkgutil at every start) and HN_MODULEFIX_MANIFEST names a real bundle; B has no
 hn_modulefix. The ratio is the median of paired runs of `python -c pass` (see _pairs.py);
 then the same with no manifest set. --cpu times the CPU the started interpreter used
-instead of wall time.
+instead of wall time. Then, on this interpreter, the same for two plain (not venv)
+installations, where `site` runs the .pth once: a venv's runs every .pth file twice.
 
     python benchmarks/startup.py [--pairs 400] [--cpu]                  # this interpreter
     python benchmarks/startup.py --python 3.15 [--pairs 400] [--cpu]    # a Debian chroot's (as root)
@@ -30,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _pairs import REPO, bundled_script, check_hooked, instructions, interpreter, machine, paired, venvs
+from _pairs import REPO, bundled_script, check_hooked, instructions, interpreter, machine, paired, plain_pythons, venvs
 
 from tests._support import build_wheel, clean_env
 
@@ -69,6 +70,20 @@ def measure(with_pkg: str, without: str, root: Path, pairs: int, code: str = "pa
             subprocess.run(hook, env=inactive, check=True, stdout=subprocess.DEVNULL)  # the .pth alone again
         print("with `install-hook --start` (.start entry point), manifest active: start-up ratio %.3f "
               "(%.2f vs %.2f ms)" % (ratio, ta * 1e3, tb * 1e3))
+
+
+def measure_plain(root: Path, pairs: int, code: str, extra: dict[str, str], cpu: bool) -> None:
+    """The same, manifest active, for two plain installations of this Python (see
+    plain_pythons), where `site` runs the .pth once rather than twice as in a venv."""
+    with_pkg, without = plain_pythons(root / "plain")
+    env = clean_env(HN_MODULEFIX_MANIFEST=bundled_script(with_pkg, root / "plain"), **extra)
+    check_hooked(with_pkg, env)
+    ratio, ta, tb = paired(interpreter(with_pkg, env, code, cpu=cpu), interpreter(without, env, code, cpu=cpu), pairs)
+    print("plain installation (not a venv), hook installed by install-hook, manifest active: start-up ratio %.3f "
+          "(%.2f vs %.2f ms)" % (ratio, ta * 1e3, tb * 1e3))
+    ia, ib = instructions(with_pkg, env, code), instructions(without, env, code)
+    if ia and ib:
+        print("plain installation: instructions per start: %d vs %d, ratio %.3f (callgrind)" % (ia, ib, ia / ib))
 
 
 def in_chroot(version: str, pairs: int, cpu: bool) -> int:
@@ -111,6 +126,8 @@ def main() -> int:
             (root / "debian" / "sitecustomize.py").write_text(DEBIAN_SITECUSTOMIZE)
             extra["PYTHONPATH"] = str(root / "debian")
         measure(with_pkg, without, root, args.pairs, args.code, extra, args.cpu)
+        if not args.venvs and args.code == "pass":
+            measure_plain(root, args.pairs, args.code, extra, args.cpu)
     return 0
 
 
