@@ -39,7 +39,7 @@ FORMAT = 1
 MANIFEST_NAME = "manifest.json"
 # Beside manifest.json, for the finder of a worker: where each name's entry lies in it.
 INDEX_NAME = "index.txt"
-INDEX_HEADER = "hn_modulefix index 1"
+INDEX_HEADER = "hn_modulefix index 2"  # 1 checked all of manifest.json up front
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -370,21 +370,24 @@ def _checksum(data: bytes) -> int:
     # CRC-32, not sha256 (3 ms for a 2,500-entry manifest in a fresh worker, 0.3 ms): it
     # tells an index from another manifest or names.txt, as written or damaged.  Whoever
     # could forge it can write manifest.json itself, which the index only speeds up.
+    # Even CRC-32 is 4 instructions a byte (1 ms for that manifest's 843 kB), so the
+    # entries are each checked when used rather than all up front.
     from binascii import crc32
 
     return crc32(data)
 
 
 def dump_index(manifest: bytes, names: bytes) -> str | None:
-    """index.txt for the bytes of manifest.json and names.txt: a header with the size of
-    the one, the checksums of both and of the rest of the index, and where the `modules`
-    list lies and its length, then for each listed name in the
-    order of the manifest, the index of its entry and where that entry lies (offsets in
-    the manifest's bytes).  Derived from the bytes alone, without checking the entries:
-    the finder checks each entry, and each name against the standard library, when it
-    uses them.  None when the manifest cannot have one: not ASCII (as every bundle is),
-    not a JSON object with a list `modules`, or an entry without a list of module names
-    found nowhere else (ManifestError from load() says which)."""
+    """index.txt for the bytes of manifest.json and names.txt: a header with the checksum
+    of the manifest's bytes outside the `modules` list, the checksums of names.txt and of
+    the rest of the index, and where the `modules` list lies and its length; then, for
+    each listed name in the order of the manifest, the index of its entry, where that
+    entry lies (offsets in the manifest's bytes) and the checksum of its bytes.  Derived
+    from the bytes alone, without checking the entries: the finder checks each entry, its
+    bytes and each name against the standard library, when it uses them.  None when the
+    manifest cannot have one: not ASCII (as every bundle is), not a JSON object with a
+    list `modules`, or an entry without a list of module names found nowhere else
+    (ManifestError from load() says which)."""
     try:
         text = manifest.decode("ascii")
         from _json import make_scanner
@@ -398,14 +401,15 @@ def dump_index(manifest: bytes, names: bytes) -> str | None:
     if span is None or set(names.decode("utf-8", "replace").split()) != seen.union(*map(_parents, seen)):
         return None  # names.txt does not list the manifest's names and their packages
     body = "".join(lines)
-    return "%s %d %d %d %d %d %d %d\n%s" % (INDEX_HEADER, len(manifest), _checksum(manifest), _checksum(names),
-                                            _checksum(body.encode("ascii")), span[0], span[1], span[2], body)
+    rest = manifest[:span[0]] + manifest[span[1]:]
+    return "%s %d %d %d %d %d %d\n%s" % (INDEX_HEADER, _checksum(rest), _checksum(names), _checksum(body.encode("ascii")),
+                                         span[0], span[1], span[2], body)
 
 
 def _walk(text: str, scan: Callable[[str, int], tuple[object, int]], lines: list[str],
           seen: set[str]) -> tuple[int, int, int] | None:
     """The span of the `modules` list of the manifest `text` and its length, each of its names added to
-    `lines` as "name index start end" (None: see dump_index)."""
+    `lines` as "name index start end checksum" (None: see dump_index)."""
     def skip(at: int) -> int:
         while text[at] in " \t\n\r":
             at += 1
@@ -432,7 +436,8 @@ def _walk(text: str, scan: Callable[[str, int], tuple[object, int]], lines: list
                 if not isinstance(names, list) or not all(is_module_name(n) and n not in seen for n in names):
                     return None  # also a name listed twice: which entry answers it?
                 seen.update(names)
-                lines.extend("%s %d %d %d\n" % (name, index, at, end) for name in names)
+                checksum = _checksum(text[at:end].encode("ascii"))
+                lines.extend("%s %d %d %d %d\n" % (name, index, at, end, checksum) for name in names)
                 at = skip(end)
                 if text[at] == ",":
                     at = skip(at + 1)
@@ -450,12 +455,13 @@ def _walk(text: str, scan: Callable[[str, int], tuple[object, int]], lines: list
 class LazyManifest:
     """The manifest as a worker's finder reads it through index.txt: the fields other than
     `modules` and the names are checked up front, each entry (checked as parse() checks
-    it) only when one of its names is first asked for.  A 2,500-entry manifest otherwise
-    costs a fresh worker 25 ms at its first listed import, for the two or three entries
-    it uses.  A malformed entry never asked for breaks nothing; one asked for raises the
-    ManifestError that load() would."""
+    it, its bytes against the index) only when one of its names is first asked for.  A
+    2,500-entry manifest otherwise costs a fresh worker 25 ms at its first listed import,
+    for the two or three entries it uses.  A malformed entry never asked for breaks
+    nothing; one asked for raises the ManifestError that load() would, and one whose bytes
+    are not those indexed raises one saying so."""
 
-    def __init__(self, path: str, text: str, index: str, names: frozenset[str], snapshot: bool,
+    def __init__(self, path: str, raw: bytes, index: str, names: frozenset[str], snapshot: bool,
                  roots: frozenset[str] | None, entries: int) -> None:
         self.path = path
         self.directory = os.path.dirname(path)
@@ -463,7 +469,7 @@ class LazyManifest:
         self.roots = roots
         self.names = names
         self.entries = entries
-        self._text = text
+        self._raw = raw  # decoded an entry at a time: all of it is 1.1 M instructions at 2,500 entries
         self._index = index
         self._sources: dict[str, Source | None] = {}
         self._parent_dirs: dict[str, tuple[str, str | None]] = {}
@@ -472,9 +478,11 @@ class LazyManifest:
     def read(cls, path: str, names: frozenset[str]) -> LazyManifest | None:
         """The manifest at `path` (absolute) whose names.txt listed `names` (as the start-up
         hook read it; the index's checksum of names.txt is checked here), read through
-        its index; None where there is no index or it does not match manifest.json and
-        names.txt byte for byte: load() reads the manifest instead.  ManifestError for a
-        problem outside the entries, or a standard-library name."""
+        its index; None where there is no index or it does not match names.txt or the
+        bytes of manifest.json outside the `modules` list: load() reads the manifest
+        instead.  ManifestError for a problem outside the entries, or a
+        standard-library name.  An entry's bytes are checked when it is used: other bytes
+        there fail its names alone (source())."""
         from _hn_modulefix_boot import NAMES_FILE
 
         directory = os.path.dirname(path)
@@ -489,18 +497,21 @@ class LazyManifest:
             return None
         header, _, body = index.partition("\n")
         fields = header[len(INDEX_HEADER):].split()
-        if (not header.startswith(INDEX_HEADER + " ") or len(fields) != 7 or not all(f.isdigit() for f in fields)
-                or int(fields[0]) != len(raw) or int(fields[1]) != _checksum(raw)
-                or int(fields[2]) != _checksum(names_raw) or int(fields[3]) != _checksum(body.encode("ascii"))):
+        if (not header.startswith(INDEX_HEADER + " ") or len(fields) != 6 or not all(f.isdigit() for f in fields)
+                or int(fields[1]) != _checksum(names_raw) or int(fields[2]) != _checksum(body.encode("ascii"))):
             return None
-        start, end = int(fields[4]), int(fields[5])
+        # Bytes added, removed or changed anywhere but inside an entry change these; inside
+        # one, its own checksum (source()).
+        start, end = int(fields[3]), int(fields[4])
+        outside = raw[:start] + raw[end:]
+        if int(fields[0]) != _checksum(outside):
+            return None
         try:
-            text = raw.decode("ascii")
-            rest = _decode(text[:start] + text[end:])
+            rest = _decode(outside.decode("ascii"))
         except (ValueError, RecursionError):
             return None  # an index written for other bytes after all: load() says what is wrong
         _, snapshot, roots = _top(rest, path)
-        manifest = cls(path, text, "\n" + body, names, snapshot, roots, int(fields[6]))
+        manifest = cls(path, raw, "\n" + body, names, snapshot, roots, int(fields[5]))
         standard = names & _standard()  # every listed top-level name is in names.txt
         if standard:
             # Worded as load() words it, for the first entry listing one.
@@ -516,7 +527,7 @@ class LazyManifest:
         return self._index.find("\n" + prefix)
 
     def _line(self, at: int) -> list[str]:
-        """name, entry index, start, end: the index line at `at`."""
+        """name, entry index, start, end, checksum: the index line at `at`."""
         return self._index[at + 1:self._index.find("\n", at + 1)].split()
 
     def source(self, name: str) -> Source | None:
@@ -527,9 +538,11 @@ class LazyManifest:
         at = self._find(name + " ")
         source = None
         if at >= 0:
-            _, index, start, end = self._line(at)
+            _, index, start, end, checksum = self._line(at)
+            data = self._raw[int(start):int(end)]
             try:
-                entry = _decode(self._text[int(start):int(end)])
+                # Bytes other than those indexed (damaged, or edited by hand) are never used.
+                entry = _decode(data.decode("ascii")) if _checksum(data) == int(checksum) else None
             except (ValueError, RecursionError):
                 entry = None
             # Names and duplicates were checked with the index, standard names on opening.
