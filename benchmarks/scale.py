@@ -12,7 +12,8 @@ wheel installed (A) and of a venv without hn_modulefix (B):
 (c) a worker's first import of a listed module (`import acme.actor_0`: the module and its
     packages' `__init__`) with the project's manifest active in A vs the same files (a
     copy, so that each side keeps its own bytecode cache) on PYTHONPATH in B, bytecode
-    warm: median of --pairs paired CPU times of fresh interpreters;
+    warm: median of --pairs paired CPU times of fresh interpreters, and the instructions
+    A executes beyond B (callgrind, when valgrind is installed);
 (d) `python -c pass` with that manifest active in A vs B: the same pairs, and the ratio
     of instructions (callgrind, when valgrind is installed); then the instructions of two
     plain installations of this Python, with the hook installed by `install-hook` and
@@ -108,6 +109,8 @@ def measure(size: int, work: Path, pythons: tuple[str, str, str, str], runs: int
     ratio, ta, tb = paired(cpu_command([with_pkg, "-c", code], active, cwd=str(work)),
                            cpu_command([without, "-c", code], plain, cwd=str(work)), pairs)
     row.update(import_ratio=ratio, import_a=ta, import_b=tb)
+    ia, ib = instructions(with_pkg, active, code), instructions(without, plain, code)
+    row["import_instr"] = (ia - ib) / 1e6 if ia and ib else float("nan")
 
     ratio, ta, tb = paired(cpu_command([with_pkg, "-c", "pass"], active, cwd=str(work)),
                            cpu_command([without, "-c", "pass"], env, cwd=str(work)), pairs)
@@ -145,8 +148,9 @@ def main() -> None:
             "%d" % r["files"], "%.1f" % r["MB"], "%d" % r["closure"], "%.0f kB" % r["manifest_kB"],
             "%.1f kB" % r["names_kB"], "%.2f s (CPU %.2f s + %.2f s in helpers)" % (r["bundle_wall"], r["bundle_cpu"], r["bundle_helpers"]),
             "%.3f s" % r["ship_wall"],
-            "%.1f vs %.1f ms: %+.1f ms, ratio %.3f" % (r["import_a"] * 1e3, r["import_b"] * 1e3,
-                                                      (r["import_a"] - r["import_b"]) * 1e3, r["import_ratio"]),
+            "%.1f vs %.1f ms: %+.1f ms, ratio %.3f; %+.1f M instr." % (
+                r["import_a"] * 1e3, r["import_b"] * 1e3, (r["import_a"] - r["import_b"]) * 1e3, r["import_ratio"],
+                r["import_instr"]),
             "%.3f" % r["start_ratio"], "%.3f" % r["start_instr"], "%.3f" % r["plain_instr"])))
 
 
