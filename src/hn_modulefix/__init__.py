@@ -5,7 +5,7 @@ The start-up hook imports this package in every interpreter where a manifest is 
 so nothing is imported here eagerly: each public name loads its module on first use.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"
 
 __all__ = [
     "BundleError",
