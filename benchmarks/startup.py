@@ -5,8 +5,11 @@ every start; the wheel ships no PEP 829 .start file, which would make Python 3.1
 import pkgutil at every start) and HN_MODULEFIX_MANIFEST names a real bundle; B has no
 hn_modulefix. The ratio is the median of paired runs of `python -c pass` (see _pairs.py);
 then the same with no manifest set. --cpu times the CPU the started interpreter used
-instead of wall time. Then, on this interpreter, the same for two plain (not venv)
+instead of wall time; and, in instructions, A with a .pth holding only a comment (what
+any .pth costs). Then, on this interpreter, the same for two plain (not venv)
 installations, where `site` runs the .pth once: a venv's runs every .pth file twice.
+Instructions are counted by callgrind where valgrind is installed (for --python, in
+that chroot).
 
     python benchmarks/startup.py [--pairs 400] [--cpu]                  # this interpreter
     python benchmarks/startup.py --python 3.15 [--pairs 400] [--cpu]    # a Debian chroot's (as root)
@@ -54,10 +57,18 @@ def measure(with_pkg: str, without: str, root: Path, pairs: int, code: str = "pa
     ia, ib = instructions(with_pkg, env, code), instructions(without, env, code)
     if ia and ib:
         print("instructions per start: %d vs %d, ratio %.3f (callgrind)" % (ia, ib, ia / ib))
+    floor = pth_floor(with_pkg, without, clean_env(**extra), code)
+    if floor:
+        print("a .pth holding only a comment instead of the hook's, no manifest set: instructions ratio %.3f "
+              "(callgrind): what any .pth costs here" % floor)
     inactive = clean_env(**extra)
     ratio, ta, tb = paired(interpreter(with_pkg, inactive, code, cpu=cpu), interpreter(without, inactive, code, cpu=cpu),
                            pairs)
     print("installed, no manifest set: start-up ratio %.3f (%.2f vs %.2f ms)" % (ratio, ta * 1e3, tb * 1e3))
+    ia, ib = instructions(with_pkg, inactive, code), instructions(without, inactive, code)
+    if ia and ib:
+        print("installed, no manifest set: instructions per start: %d vs %d, ratio %.3f (callgrind)"
+              % (ia, ib, ia / ib))
     if sys.version_info >= (3, 15):
         # What the wheel does not ship, for comparison: the PEP 829 .start entry point, whose
         # resolution makes `site` import pkgutil and re at every start.
@@ -70,6 +81,22 @@ def measure(with_pkg: str, without: str, root: Path, pairs: int, code: str = "pa
             subprocess.run(hook, env=inactive, check=True, stdout=subprocess.DEVNULL)  # the .pth alone again
         print("with `install-hook --start` (.start entry point), manifest active: start-up ratio %.3f "
               "(%.2f vs %.2f ms)" % (ratio, ta * 1e3, tb * 1e3))
+
+
+def pth_floor(with_pkg: str, without: str, env: dict[str, str], code: str) -> float | None:
+    """The instruction ratio of A with a .pth that holds only a comment in place of the
+    hook's, to B: `site` opening, reading and decoding a .pth file (3.13+ decode it as
+    utf-8-sig, whose codec is a module to import), twice in a venv."""
+    site = subprocess.run([with_pkg, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], env=env,
+                          check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    pth = Path(site) / "hn_modulefix.pth"
+    hook = pth.read_bytes()
+    try:
+        pth.write_text("# a .pth file that runs nothing\n")
+        ia, ib = instructions(with_pkg, env, code), instructions(without, env, code)
+    finally:
+        pth.write_bytes(hook)
+    return ia / ib if ia and ib else None
 
 
 def measure_plain(root: Path, pairs: int, code: str, extra: dict[str, str], cpu: bool) -> None:
