@@ -40,9 +40,9 @@ def venvs(root: Path, *, host_packages: bool = False) -> tuple[str, str]:
 def plain_pythons(root: Path) -> tuple[str, str]:
     """Interpreters of two plain (not venv) installations of this Python under `root`, laid
     out as a Modal image's or a system's: A with the hook installed by `install-hook` (how
-    image_layer() installs it), B without. A venv's `site` runs every .pth file twice (it
-    adds the venv's site-packages in `venv()` and again in `main()`, 3.9 to 3.15), so the
-    hook costs a venv about twice what it costs a plain installation.
+    image_layer() installs it), B without. A venv's `site` runs every .pth file twice up
+    to Python 3.14 (it adds the venv's site-packages in `venv()` and again in `main()`),
+    so the .pth costs a venv about twice what it costs a plain installation.
 
     Each is the base interpreter's binary with its standard library linked in and an empty
     site-packages: the layout of a POSIX build (python.org, pyenv, uv's managed Pythons)."""

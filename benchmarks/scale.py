@@ -19,7 +19,8 @@ wheel installed (A) and of a venv without hn_modulefix (B):
 (d) `python -c pass` with that manifest active in A vs B: the same pairs, and the ratio
     of instructions (callgrind, when valgrind is installed); then the instructions of two
     plain installations of this Python, with the hook installed by `install-hook` and
-    without (see _pairs.plain_pythons: a venv's `site` runs the .pth twice, a plain one once).
+    without (see _pairs.plain_pythons: up to 3.14 a venv's `site` runs the .pth twice, a
+    plain one once).
 
     python benchmarks/scale.py [--sizes 25 250 2500] [--runs 5] [--pairs 100]
 """

@@ -7,7 +7,7 @@ hn_modulefix. The ratio is the median of paired runs of `python -c pass` (see _p
 then the same with no manifest set. --cpu times the CPU the started interpreter used
 instead of wall time; and, in instructions, A with a .pth holding only a comment (what
 any .pth costs). Then, on this interpreter, the same for two plain (not venv)
-installations, where `site` runs the .pth once: a venv's runs every .pth file twice.
+installations, where `site` runs the .pth once: up to 3.14 a venv's runs every .pth twice.
 Instructions are counted by callgrind where valgrind is installed (for --python, in
 that chroot).
 
@@ -86,7 +86,7 @@ def measure(with_pkg: str, without: str, root: Path, pairs: int, code: str = "pa
 def pth_floor(with_pkg: str, without: str, env: dict[str, str], code: str) -> float | None:
     """The instruction ratio of A with a .pth that holds only a comment in place of the
     hook's, to B: `site` opening, reading and decoding a .pth file (3.13+ decode it as
-    utf-8-sig, whose codec is a module to import), twice in a venv."""
+    utf-8-sig, whose codec is a module to import), twice in a venv up to 3.14."""
     site = subprocess.run([with_pkg, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], env=env,
                           check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
     pth = Path(site) / "hn_modulefix.pth"
@@ -101,7 +101,7 @@ def pth_floor(with_pkg: str, without: str, env: dict[str, str], code: str) -> fl
 
 def measure_plain(root: Path, pairs: int, code: str, extra: dict[str, str], cpu: bool) -> None:
     """The same, manifest active, for two plain installations of this Python (see
-    plain_pythons), where `site` runs the .pth once rather than twice as in a venv."""
+    plain_pythons), where `site` runs the .pth once, not twice as in a venv up to 3.14."""
     with_pkg, without = plain_pythons(root / "plain")
     env = clean_env(HN_MODULEFIX_MANIFEST=bundled_script(with_pkg, root / "plain"), **extra)
     check_hooked(with_pkg, env)

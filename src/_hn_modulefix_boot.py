@@ -193,7 +193,7 @@ def start():
     global manifest_path
     try:
         this = sys.modules[__name__]
-        # Already placed (a venv's `site` runs every .pth file twice): return before
+        # Already placed (up to 3.14 a venv's `site` runs every .pth twice): return before
         # anything costs.
         if this in sys.meta_path or _real is not None or _failed:
             return
