@@ -13,12 +13,14 @@ it has already imported from the project stand in for it, each under the name it
 from __future__ import annotations
 
 import argparse
+import atexit
 import errno
 import functools
 import os
 import shutil
 import sys
 import sysconfig
+import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence, Union
@@ -576,7 +578,7 @@ def _replace_dir(staging: str, out: str) -> None:
 class _Planned:
     """One file of a bundle-to-be: where it is, what it holds, the names it is listed under."""
 
-    __slots__ = ("path", "package", "names", "relpath", "data")
+    __slots__ = ("path", "package", "names", "relpath", "data", "sha256")
 
     def __init__(self, local: _Local) -> None:
         self.path = local.path
@@ -585,10 +587,11 @@ class _Planned:
         self.relpath = _relpath_for(local)
         with open(local.path, "rb") as f:
             self.data = f.read()
+        self.sha256 = sha256_bytes(self.data)  # once: ship() names the bundle, then writes it
 
     def source(self, directory: str) -> Source:
         return Source(self.names, self.relpath, os.path.join(directory, *self.relpath.split("/")),
-                      sha256_bytes(self.data), self.package, self.path)
+                      self.sha256, self.package, self.path)
 
 
 def plan(*scripts: Script, root: PathLike | None = None, include: Iterable[str] = (),
@@ -639,6 +642,12 @@ def _roots(planned: Sequence[_Planned], snapshot: bool) -> set[str]:
     return roots
 
 
+def snapshot_digest(planned: Sequence[_Planned]) -> str:
+    """The content name of a snapshot of `planned`: the sha256 of the manifest it would
+    have, with the driver's paths and without a bundle directory."""
+    return sha256_bytes(dump([item.source("") for item in planned], True, _roots(planned, True)).encode())
+
+
 def write_into(planned: Sequence[_Planned], directory: str, *, snapshot: bool = False) -> str:
     """Write the planned files, manifest.json, names.txt and index.txt into the empty `directory`;
     return the manifest path.  `snapshot`: the bundle is made by the running driver of the
@@ -675,6 +684,20 @@ def write(planned: Sequence[_Planned], out: PathLike, *, snapshot: bool = False)
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Path(out_path, MANIFEST_NAME)
+
+
+def driver_snapshot(scripts: Sequence[Script], root: PathLike | None, include: Iterable[str],
+                    prefix: str) -> tuple[str, Path]:
+    """The bundle an integration sends: a snapshot (the bytes the running driver reads
+    now, whatever another machine holds at the original paths) of `scripts` and their
+    closure from `root` (default: their project root), in ``bundle/`` of a new directory
+    named with `prefix`.  The engine reads it after the caller returns, so the directory is
+    removed at exit; the integration stages what travels with the bundle there too.
+    Returns the directory and the manifest path."""
+    planned = plan(*scripts, root=driver_root(scripts, root), include=include)
+    staging = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, staging, ignore_errors=True)
+    return staging, write(planned, os.path.join(staging, "bundle"), snapshot=True)
 
 
 def calling_scripts(caller: dict[str, object], api: str, root: PathLike | None = None) -> list[Script]:

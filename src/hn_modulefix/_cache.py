@@ -159,6 +159,12 @@ def _in_use(entry: str) -> bool:
 # -- entries -----------------------------------------------------------------------------
 
 
+def _fingerprint(st: os.stat_result) -> list[int]:
+    """What tells a file written once from any later state of it: any write changes its
+    ctime, which nothing can set back."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
 def _stamp(entry: str, relative: str = "") -> dict[str, list[int] | None]:
     """Every file and directory under `entry` except the cache's own files and bytecode
     caches (workers may write those beside the shipped copies), by relative "/"-separated
@@ -173,8 +179,7 @@ def _stamp(entry: str, relative: str = "") -> dict[str, list[int] | None]:
                     found[path + "/"] = None
                     found.update(_stamp(entry, path + "/"))
             elif relative or item.name not in _OWN:
-                st = item.stat(follow_symlinks=False)
-                found[path] = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+                found[path] = _fingerprint(item.stat(follow_symlinks=False))
     return found
 
 
@@ -188,7 +193,7 @@ def _write_stamp(entry: str) -> None:
 
 def intact(entry: str) -> bool:
     """Whether `entry` holds exactly what was written: the same files, none changed since
-    (any write changes a file's ctime, which nothing can set back), none added."""
+    (see _fingerprint), none added."""
     try:
         with open(os.path.join(entry, STAMP), encoding="utf-8") as f:
             recorded = json.load(f)
@@ -348,10 +353,9 @@ def prune(older_than: float, now: float | None = None) -> list[str]:
 
 def _stat_or_none(path: str) -> list[int] | None:
     try:
-        st = os.stat(path)
+        return _fingerprint(os.stat(path))
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
 def index_path(key: str) -> str:

@@ -23,19 +23,16 @@ it dropped is logged as a Dask event, topic ``hn_modulefix``.
 
 from __future__ import annotations
 
-import atexit
 import io
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import uuid
 import zipfile
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from _hn_modulefix_boot import ENV_MANIFEST
-from hn_modulefix._bundle import PathLike, Script, calling_scripts, driver_root, plan, write
+from hn_modulefix._bundle import PathLike, Script, calling_scripts, driver_snapshot
 from hn_modulefix._finder import install, uninstall
 from hn_modulefix._hook import stage
 from hn_modulefix._manifest import MANIFEST_NAME, SourceChanged, load, read_matching, sha256_bytes
@@ -241,12 +238,9 @@ def dask_plugin(*scripts: PathLike, root: PathLike | None = None, include: Itera
     Its ``manifest`` is the bundle in this process, removed at exit (for `check`).
     """
     chosen: list[Script] = list(scripts) or calling_scripts(sys._getframe(1).f_globals, "dask_plugin()", root)
-    planned = plan(*chosen, root=driver_root(chosen, root), include=include)
-    staging = tempfile.mkdtemp(prefix="hn_modulefix-dask-plugin-")
-    atexit.register(shutil.rmtree, staging, ignore_errors=True)
-    # A snapshot: a worker holding other files at the driver's paths (an older checkout)
-    # runs the bytes this driver read now.
-    manifest = write(planned, os.path.join(staging, "bundle"), snapshot=True)
+    # A worker holding other files at the driver's paths (an older checkout) runs the
+    # bytes this driver reads now.
+    staging, manifest = driver_snapshot(chosen, root, include, "hn_modulefix-dask-plugin-")
     stage(os.path.join(staging, "lib"), pth=False, sitecustomize=True)
     os.mkdir(os.path.join(staging, "hook"))
     os.rename(os.path.join(staging, "lib", "sitecustomize.py"), os.path.join(staging, "hook", "sitecustomize.py"))

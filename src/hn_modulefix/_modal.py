@@ -18,11 +18,8 @@ unchanged.
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
 import sys
-import tempfile
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from hn_modulefix._finder import from_bundle
@@ -67,18 +64,11 @@ def image_layer(*, script: str | os.PathLike[str] | None = None, extra: Iterable
         return _unchanged
     if not remote_dir.startswith("/"):
         raise ValueError("image_layer(remote_dir=%r): must be an absolute path in the container" % remote_dir)
-    from hn_modulefix._bundle import Script, calling_scripts, driver_root, plan, write
+    from hn_modulefix._bundle import Script, calling_scripts, driver_snapshot
 
     scripts: list[Script] = [script] if script is not None else calling_scripts(caller, "image_layer(script=)", root)
-    root = driver_root(scripts, root)
-
-    staging = tempfile.mkdtemp(prefix="hn_modulefix-image-")
-    # Modal reads local files when the app runs, after this returns: keep them until exit.
-    atexit.register(shutil.rmtree, staging, ignore_errors=True)
-    # A snapshot: the container runs the bytes this process read now, whatever lies at
-    # the original paths there.
-    manifest = write(plan(*scripts, *extra, root=root, include=include), os.path.join(staging, "bundle"),
-                     snapshot=True)
+    # Modal reads the local files when the app runs, after this returns.
+    staging, manifest = driver_snapshot([*scripts, *extra], root, include, "hn_modulefix-image-")
     lib = os.path.join(staging, "lib")
     stage(lib)
     remote_dir = remote_dir.rstrip("/")

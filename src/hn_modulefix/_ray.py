@@ -16,16 +16,13 @@ hn_modulefix installed:
 
 from __future__ import annotations
 
-import atexit
 import copy
 import hashlib
 import os
-import shutil
-import tempfile
 from typing import Any, Iterable
 
 from _hn_modulefix_boot import ENV_MANIFEST, ON_PYTHONPATH
-from hn_modulefix._bundle import PathLike, driver_root, plan, write
+from hn_modulefix._bundle import PathLike, driver_snapshot
 from hn_modulefix._hook import stage
 from hn_modulefix._manifest import MANIFEST_NAME
 
@@ -44,12 +41,9 @@ def ray_runtime_env(*scripts: PathLike, base: dict[str, Any] | None = None, root
     if env_vars.get(ENV_MANIFEST):
         raise ValueError("ray_runtime_env(base=...): env_vars already sets %s=%r"
                          % (ENV_MANIFEST, env_vars[ENV_MANIFEST]))
-    root = driver_root(scripts, root)
-    staging = tempfile.mkdtemp(prefix="hn_modulefix-ray-")
-    atexit.register(shutil.rmtree, staging, ignore_errors=True)
-    # A snapshot: a worker node holding other files at the driver's paths (an older
-    # checkout) runs the bytes this driver read now.
-    manifest = write(plan(*scripts, root=root, include=include), os.path.join(staging, "bundle"), snapshot=True)
+    # A worker node holding other files at the driver's paths (an older checkout) runs
+    # the bytes this driver reads now.
+    staging, manifest = driver_snapshot(scripts, root, include, "hn_modulefix-ray-")
     # Named by content: each distinct bundle is its own py_module, uploaded once, and its
     # name cannot collide with another job's bundle on a shared node.
     with open(manifest, "rb") as f:

@@ -24,10 +24,10 @@ from typing import Iterable, Sequence
 
 from _hn_modulefix_boot import ENV_MANIFEST
 from hn_modulefix import __version__, _cache
-from hn_modulefix._bundle import (ImportedModule, PathLike, Script, _roots, calling_scripts, driver_root, plan,
-                                  write_into)
+from hn_modulefix._bundle import (ImportedModule, PathLike, Script, calling_scripts, driver_root, plan,
+                                  snapshot_digest, write_into)
 from hn_modulefix._finder import ShippedLoader
-from hn_modulefix._manifest import dump, sha256_bytes
+from hn_modulefix._manifest import sha256_bytes
 
 
 # Where loky keeps its reusable executor: standalone, and the copy joblib vendors.
@@ -90,8 +90,7 @@ def ship(*scripts: PathLike, root: PathLike | None = None, include: Iterable[str
             warnings.simplefilter("always")
             planned = plan(*script_paths, root=project, include=extra, read=read)
         warned = [str(w.message) for w in caught]
-        # Named by what a worker would get: the manifest, with the driver's paths.
-        digest = sha256_bytes(dump([item.source("") for item in planned], True, _roots(planned, True)).encode())[:24]
+        digest = snapshot_digest(planned)[:24]
         manifest = _cache.use(digest, lambda directory: write_into(planned, directory, snapshot=True))
         _cache.remember(key, digest, sorted(read), warned, started)
     for message in warned:
